@@ -37,6 +37,7 @@ pub mod google {
 
 /// The Control API under a short name.
 pub use moby::buildkit::v1 as control;
+pub use prost;
 pub use prost::Message;
 
 /// Encodes an op exactly as BuildKit's Go code does, so its sha256 is the op's LLB digest.

@@ -1,0 +1,1 @@
+//! The OCI runtime driver: runc, with BuildKit's container defaults

@@ -1,0 +1,1 @@
+//! LLB file operations (mkdir, mkfile, rm, symlink, copy) and content checksums on directories

@@ -1,0 +1,1 @@
+//! Frontends: dockerfile.v0 (built in)

@@ -1,0 +1,1 @@
+//! OCI distribution client: resolve and pull images from registries

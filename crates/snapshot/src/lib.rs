@@ -1,0 +1,1 @@
+//! Overlayfs snapshots: layer directories, mounts, and layer diffs

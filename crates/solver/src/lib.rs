@@ -1,0 +1,1 @@
+//! Generic DAG scheduler: cache keys, deduplication, parallelism, cancellation, progress

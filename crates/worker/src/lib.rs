@@ -1,0 +1,1 @@
+//! LLB ops as solver ops over the store, snapshots, runtime and sources
