@@ -22,7 +22,11 @@ pub struct Image {
     pub architecture: String,
     #[serde(default)]
     pub os: String,
-    #[serde(rename = "os.version", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "os.version",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub os_version: Option<String>,
     #[serde(rename = "os.features", skip_serializing_if = "Vec::is_empty", default)]
     pub os_features: Vec<String>,
@@ -41,26 +45,50 @@ pub struct Image {
 pub struct ImageConfig {
     #[serde(rename = "User", skip_serializing_if = "String::is_empty", default)]
     pub user: String,
-    #[serde(rename = "ExposedPorts", skip_serializing_if = "BTreeMap::is_empty", default)]
+    #[serde(
+        rename = "ExposedPorts",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default
+    )]
     pub exposed_ports: BTreeMap<String, Empty>,
     #[serde(rename = "Env", skip_serializing_if = "Vec::is_empty", default)]
     pub env: Vec<String>,
     /// `None` is unset (inherits); `Some(vec![])` is only produced by Docker's null handling.
-    #[serde(rename = "Entrypoint", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "Entrypoint",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub entrypoint: Option<Vec<String>>,
     #[serde(rename = "Cmd", skip_serializing_if = "Option::is_none", default)]
     pub cmd: Option<Vec<String>>,
-    #[serde(rename = "Volumes", skip_serializing_if = "BTreeMap::is_empty", default)]
+    #[serde(
+        rename = "Volumes",
+        skip_serializing_if = "BTreeMap::is_empty",
+        default
+    )]
     pub volumes: BTreeMap<String, Empty>,
-    #[serde(rename = "WorkingDir", skip_serializing_if = "String::is_empty", default)]
+    #[serde(
+        rename = "WorkingDir",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
     pub working_dir: String,
     #[serde(rename = "Labels", skip_serializing_if = "BTreeMap::is_empty", default)]
     pub labels: BTreeMap<String, String>,
-    #[serde(rename = "StopSignal", skip_serializing_if = "String::is_empty", default)]
+    #[serde(
+        rename = "StopSignal",
+        skip_serializing_if = "String::is_empty",
+        default
+    )]
     pub stop_signal: String,
     #[serde(rename = "ArgsEscaped", skip_serializing_if = "is_false", default)]
     pub args_escaped: bool,
-    #[serde(rename = "Healthcheck", skip_serializing_if = "Option::is_none", default)]
+    #[serde(
+        rename = "Healthcheck",
+        skip_serializing_if = "Option::is_none",
+        default
+    )]
     pub healthcheck: Option<HealthConfig>,
     #[serde(rename = "OnBuild", skip_serializing_if = "Vec::is_empty", default)]
     pub on_build: Vec<String>,
@@ -99,7 +127,10 @@ pub struct RootFs {
 
 impl Default for RootFs {
     fn default() -> Self {
-        RootFs { kind: "layers".into(), diff_ids: Vec::new() }
+        RootFs {
+            kind: "layers".into(),
+            diff_ids: Vec::new(),
+        }
     }
 }
 

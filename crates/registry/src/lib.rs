@@ -1,1 +1,113 @@
-//! OCI distribution client: resolve and pull images from registries
+//! OCI distribution client: resolve and pull images from registries.
+//!
+//! Invariant: nothing leaves this crate unverified. Every manifest and blob is checked against
+//! the digest it was asked for (and its size when known) before it is returned or stored.
+
+mod auth;
+mod client;
+mod reference;
+mod types;
+
+pub use client::{Client, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Resolved};
+pub use reference::{Reference, ReferenceError};
+pub use types::{
+    DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, Descriptor,
+    OCI_INDEX, OCI_MANIFEST, Platform,
+};
+
+use kiln_content::blobs::BlobError;
+
+/// Errors name the image reference (which includes the registry) and, for HTTP answers, the URL
+/// and status.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
+    #[error("setting up the http client")]
+    Client(#[source] reqwest::Error),
+    #[error("{reference}: request to {url} failed")]
+    Http {
+        reference: String,
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
+    #[error("{reference}: {url} answered {status}: {body}")]
+    Status {
+        reference: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{reference}: not found: {url} answered {status}: {body}")]
+    NotFound {
+        reference: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{reference}: unauthorized at {url}: {reason}")]
+    Unauthorized {
+        reference: String,
+        url: String,
+        reason: String,
+    },
+    #[error("{reference}: token request to {realm} failed: {reason}")]
+    Token {
+        reference: String,
+        realm: String,
+        reason: String,
+    },
+    #[error("{reference}: {url}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        reference: String,
+        url: String,
+        expected: String,
+        actual: String,
+    },
+    #[error("{reference}: {url}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        reference: String,
+        url: String,
+        expected: u64,
+        actual: u64,
+    },
+    #[error("{reference}: {url}: {what} is {size} bytes, over the limit of {max}")]
+    TooLarge {
+        reference: String,
+        url: String,
+        what: &'static str,
+        size: String,
+        max: u64,
+    },
+    #[error(
+        "{reference}: {url} is a Docker schema 1 manifest, which is not supported; \
+         push the image again with a current client"
+    )]
+    Schema1 { reference: String, url: String },
+    #[error("{reference}: {url}: unsupported manifest media type {media_type:?}")]
+    UnsupportedMediaType {
+        reference: String,
+        url: String,
+        media_type: String,
+    },
+    #[error("{reference}: no image for platform {platform} in the index (it has: {available})")]
+    NoMatchingPlatform {
+        reference: String,
+        platform: String,
+        available: String,
+    },
+    #[error("{reference}: invalid manifest at {url}: {reason}")]
+    InvalidManifest {
+        reference: String,
+        url: String,
+        reason: String,
+    },
+    #[error("{reference}: storing blob {digest}")]
+    Store {
+        reference: String,
+        digest: String,
+        #[source]
+        source: BlobError,
+    },
+}

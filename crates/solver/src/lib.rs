@@ -21,6 +21,8 @@ pub type OpError = Box<dyn std::error::Error + Send + Sync + 'static>;
 pub enum SolveError {
     #[error("{name}: {source}")]
     Op {
+        /// The vertex id (op digest) that failed.
+        vertex: String,
         name: String,
         #[source]
         source: OpError,
@@ -150,5 +152,22 @@ impl<R: Clone + Send + Sync + 'static> Session<'_, R> {
 
     pub fn progress(&self) -> &Progress {
         &self.progress
+    }
+}
+
+impl SolveError {
+    /// The step whose failure ended the build, looking through failures of inputs.
+    pub fn failed_vertex(&self) -> Option<(&str, &str, &(dyn std::error::Error + 'static))> {
+        match self {
+            SolveError::Op { vertex, name, source } => {
+                if let Some(inner) = source.downcast_ref::<vertex::InputFailed>() {
+                    if let Some(found) = inner.0.failed_vertex() {
+                        return Some(found);
+                    }
+                }
+                Some((vertex, name, source.as_ref()))
+            }
+            _ => None,
+        }
     }
 }

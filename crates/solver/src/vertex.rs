@@ -49,6 +49,7 @@ impl<R: Clone + Send + Sync + 'static> Vertex<R> {
 
     fn error(&self, source: crate::OpError) -> Arc<SolveError> {
         Arc::new(SolveError::Op {
+            vertex: self.id.clone(),
             name: self.name.clone(),
             source,
         })
@@ -227,7 +228,7 @@ fn arc_error(e: Arc<SolveError>) -> crate::OpError {
 }
 
 #[derive(Debug)]
-struct InputFailed(Arc<SolveError>);
+pub(crate) struct InputFailed(pub(crate) Arc<SolveError>);
 
 impl std::fmt::Display for InputFailed {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

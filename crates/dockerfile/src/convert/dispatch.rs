@@ -1,0 +1,721 @@
+//! One instruction at a time: BuildKit's `dispatch*` functions, updating the stage's LLB state
+//! and its image config and history.
+
+use super::ConvertError;
+use super::ops::{self, ExtraMount, FileAction, LState};
+use super::stages::{Cmd, DState};
+use super::util::{StateEnv, go_duration, go_quote_list, normalize_path};
+use crate::instructions::{
+    CmdLine, Command, CopyCommand, KeyValuePair, KeyValuePairOptional, Meta, SourcesAndDest,
+};
+use crate::shell::{EnvGetter, Lex};
+use kiln_llb::pb;
+use std::collections::BTreeMap;
+
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+pub(crate) struct DispatchCtx<'a> {
+    pub shlex: &'a Lex,
+    pub global: &'a StateEnv,
+    pub build_args: &'a BTreeMap<String, String>,
+    pub context: LState,
+    pub target_platform: &'a pb::Platform,
+}
+
+type Res<T> = Result<T, String>;
+
+pub(crate) fn dispatch(
+    d: &mut DState,
+    cmd: &Cmd,
+    source: Option<LState>,
+    ctx: &DispatchCtx,
+) -> Result<(), ConvertError> {
+    let meta = cmd.command.meta().clone();
+    d.cmd_is_onbuild = cmd.is_onbuild;
+    let r = run(d, cmd.command.clone(), source, ctx);
+    r.map_err(|message| ConvertError::Dispatch {
+        line: meta.start_line,
+        instruction: meta.name.to_uppercase(),
+        message,
+    })
+}
+
+fn expand(ctx: &DispatchCtx, env: &StateEnv, w: &str) -> Res<String> {
+    ctx.shlex.process_word(w, env).map_err(|e| e.to_string())
+}
+
+fn expand_kvps(ctx: &DispatchCtx, env: &StateEnv, kvps: &mut [KeyValuePair]) -> Res<()> {
+    for kv in kvps {
+        kv.key = expand(ctx, env, &kv.key)?;
+        kv.value = expand(ctx, env, &kv.value)?;
+    }
+    Ok(())
+}
+
+fn expand_sd(ctx: &DispatchCtx, env: &StateEnv, sd: &mut SourcesAndDest) -> Res<()> {
+    for s in &mut sd.source_paths {
+        *s = expand(ctx, env, s)?;
+    }
+    sd.dest_path = expand(ctx, env, &sd.dest_path)?;
+    // Heredoc bodies expand with quotes left alone.
+    let mut raw = Lex::new('\\');
+    raw.skip_process_quotes = true;
+    for c in &mut sd.source_contents {
+        if c.expand {
+            c.data = raw.process_word(&c.data, env).map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
+fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchCtx) -> Res<()> {
+    let env = d.state.env.clone();
+    match command {
+        Command::Env(_, mut kvps) => {
+            expand_kvps(ctx, &env, &mut kvps)?;
+            let mut msg = String::from("ENV");
+            for kv in &kvps {
+                msg.push_str(&format!(" {}={}", kv.key, kv.value));
+                d.state.env.add_or_replace(&kv.key, &kv.value);
+                add_env(&mut d.image.config.env, &kv.key, &kv.value);
+            }
+            commit(d, msg, false, false);
+        }
+        Command::Maintainer(_, m) => {
+            d.image.author = Some(m.clone());
+            commit(d, format!("MAINTAINER {m}"), false, false);
+        }
+        Command::Label(_, mut kvps) => {
+            expand_kvps(ctx, &env, &mut kvps)?;
+            let mut msg = String::from("LABEL");
+            for kv in &kvps {
+                d.image
+                    .config
+                    .labels
+                    .insert(kv.key.clone(), kv.value.clone());
+                msg.push_str(&format!(" {}={}", kv.key, kv.value));
+            }
+            commit(d, msg, false, false);
+        }
+        Command::Workdir(meta, path) => {
+            let path = expand(ctx, &env, &path)?;
+            workdir(d, &path, true, Some(&meta), ctx);
+        }
+        Command::User(_, user) => {
+            let user = expand(ctx, &env, &user)?;
+            d.state.user = user.clone();
+            d.image.config.user = user.clone();
+            commit(d, format!("USER {user}"), false, false);
+        }
+        Command::Volume(_, vols) => {
+            let mut out = Vec::new();
+            for v in vols {
+                let v = expand(ctx, &env, &v)?;
+                if v.is_empty() {
+                    return Err("VOLUME specified can not be an empty string".into());
+                }
+                d.image
+                    .config
+                    .volumes
+                    .insert(v.clone(), kiln_oci::image::Empty {});
+                out.push(v);
+            }
+            commit(d, format!("VOLUME [{}]", out.join(" ")), false, false);
+        }
+        Command::StopSignal(_, sig) => {
+            let sig = expand(ctx, &env, &sig)?;
+            check_signal(&sig)?;
+            d.image.config.stop_signal = sig.clone();
+            commit(d, format!("STOPSIGNAL {sig}"), false, false);
+        }
+        Command::Shell(_, shell) => {
+            commit(d, format!("SHELL [{}]", shell.join(" ")), false, false);
+            d.image.config.shell = shell;
+        }
+        Command::Onbuild(_, expr) => d.image.config.on_build.push(expr),
+        Command::Cmd(_, c) => {
+            let args = if c.prepend_shell {
+                with_shell(&d.image, &c.args)
+            } else {
+                c.args
+            };
+            commit(d, format!("CMD {}", go_quote_list(&args)), false, false);
+            d.image.config.cmd = Some(args);
+            d.image.config.args_escaped = true;
+            d.cmd_set = true;
+        }
+        Command::Entrypoint(_, c) => {
+            let args = if c.prepend_shell {
+                with_shell(&d.image, &c.args)
+            } else {
+                c.args
+            };
+            commit(
+                d,
+                format!("ENTRYPOINT {}", go_quote_list(&args)),
+                false,
+                false,
+            );
+            d.image.config.entrypoint = (!args.is_empty()).then_some(args);
+            if !d.cmd_set {
+                d.image.config.cmd = None;
+            }
+        }
+        Command::Healthcheck(_, h) => {
+            let text = format!(
+                "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+                h.test.join(" "),
+                go_duration(h.interval),
+                go_duration(h.timeout),
+                go_duration(h.start_period),
+                go_duration(h.start_interval),
+                h.retries
+            );
+            d.image.config.healthcheck = Some(kiln_oci::HealthConfig {
+                test: h.test,
+                interval: h.interval,
+                timeout: h.timeout,
+                start_period: h.start_period,
+                start_interval: h.start_interval,
+                retries: h.retries,
+            });
+            commit(d, text, false, false);
+        }
+        Command::Expose(_, ports) => {
+            let mut words = Vec::new();
+            for p in ports {
+                words.extend(
+                    ctx.shlex
+                        .process_words(&p, &env)
+                        .map_err(|e| e.to_string())?,
+                );
+            }
+            let mut specs = Vec::new();
+            for w in words {
+                specs.extend(parse_port(&w)?);
+            }
+            for p in &specs {
+                d.image
+                    .config
+                    .exposed_ports
+                    .insert(p.clone(), kiln_oci::image::Empty {});
+            }
+            commit(d, format!("EXPOSE [{}]", specs.join(" ")), false, false);
+        }
+        Command::Arg(_, args) => arg(d, args, ctx)?,
+        Command::Run(r) => run_cmd(d, &r.meta, r.cmd, ctx)?,
+        Command::Copy(mut c) => {
+            c.chown = expand(ctx, &env, &c.chown)?;
+            c.chmod = expand(ctx, &env, &c.chmod)?;
+            expand_sd(ctx, &env, &mut c.sd)?;
+            let from_context = source.is_none();
+            let src = source.unwrap_or_else(|| ctx.context.clone());
+            copy(d, &c, &src, false, ctx)?;
+            if from_context {
+                for s in &c.sd.source_paths {
+                    d.ctx_paths.insert(super::util::join(&["/", s]));
+                }
+            }
+        }
+        Command::Add(a) => {
+            let mut c = CopyCommand {
+                meta: a.meta,
+                sd: a.sd,
+                from: String::new(),
+                chown: expand(ctx, &env, &a.chown)?,
+                chmod: expand(ctx, &env, &a.chmod)?,
+                link: a.link,
+                parents: false,
+                exclude: a.exclude,
+            };
+            expand_sd(ctx, &env, &mut c.sd)?;
+            if c.sd
+                .source_paths
+                .iter()
+                .any(|s| s.starts_with("http://") || s.starts_with("https://"))
+            {
+                return Err("ADD from a URL is not supported yet".into());
+            }
+            if !a.checksum.is_empty() {
+                return Err("checksum requires HTTP(S) or Git sources".into());
+            }
+            let unpack = a.unpack.unwrap_or(true);
+            let src = ctx.context.clone();
+            copy_impl(d, &c, &src, true, unpack, ctx)?;
+            for s in &c.sd.source_paths {
+                d.ctx_paths.insert(super::util::join(&["/", s]));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn commit(d: &mut DState, msg: String, with_layer: bool, buildkit: bool) {
+    let msg = if buildkit {
+        format!("{msg} # buildkit")
+    } else {
+        msg
+    };
+    d.image.history.push(kiln_oci::History {
+        created_by: Some(msg),
+        comment: Some(HISTORY_COMMENT.into()),
+        empty_layer: !with_layer,
+        ..Default::default()
+    });
+}
+
+fn add_env(env: &mut Vec<String>, k: &str, v: &str) {
+    let entry = format!("{k}={v}");
+    match env.iter_mut().find(|e| e.split('=').next() == Some(k)) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+fn with_shell(img: &kiln_oci::Image, args: &[String]) -> Vec<String> {
+    let mut shell = if img.config.shell.is_empty() {
+        if img.os == "windows" {
+            vec!["cmd".into(), "/S".into(), "/C".into()]
+        } else {
+            vec!["/bin/sh".into(), "-c".into()]
+        }
+    } else {
+        img.config.shell.clone()
+    };
+    shell.push(args.join(" "));
+    shell
+}
+
+/// Expands a step name for display; on failure the text is kept as written.
+fn display(shlex: &Lex, text: &str, env: &dyn EnvGetter) -> String {
+    let s = shlex
+        .process_word(text, env)
+        .unwrap_or_else(|_| text.to_string());
+    match s.split_once(' ') {
+        Some((first, rest)) => format!("{} {rest}", first.to_uppercase()),
+        None => s.to_uppercase(),
+    }
+}
+
+pub(crate) fn workdir(
+    d: &mut DState,
+    path: &str,
+    commit_it: bool,
+    meta: Option<&Meta>,
+    ctx: &DispatchCtx,
+) {
+    let wd = normalize_path(&d.image.config.working_dir, path, false);
+    let wd = if path.is_empty() {
+        d.image.config.working_dir.clone()
+    } else {
+        wd
+    };
+    d.image.config.working_dir = wd.clone();
+    d.state.dir = wd.clone();
+    if !commit_it {
+        return;
+    }
+    let mut with_layer = false;
+    if wd != "/" {
+        let code = meta.map(|m| m.code.clone()).unwrap_or_default();
+        let name = display(ctx.shlex, &code, &d.state.env.clone());
+        let name = d.prefix(&name);
+        let mkdir = pb::FileActionMkDir {
+            path: wd.clone(),
+            mode: 0o755,
+            make_parents: true,
+            owner: ops::chown_opt(&d.image.config.user),
+            timestamp: -1,
+        };
+        let md = ops::metadata(&[("llb.customname", &name)], &["file.base"]);
+        let out = ops::file_op(d.state.out.as_ref(), vec![FileAction::Mkdir(mkdir)], md);
+        d.state.out = Some(out);
+        with_layer = true;
+    }
+    commit(d, format!("WORKDIR {wd}"), with_layer, false);
+}
+
+fn arg(d: &mut DState, args: Vec<KeyValuePairOptional>, ctx: &DispatchCtx) -> Res<()> {
+    let mut commits = Vec::new();
+    for mut a in args {
+        let has_value = ctx.build_args.contains_key(&a.key);
+        if a.value.is_none()
+            && !has_value
+            && let Some(v) = ctx.global.get(&a.key)
+        {
+            a.value = Some(v);
+        } else if has_value {
+            a.value = ctx.build_args.get(&a.key).cloned();
+        } else if let Some(v) = &a.value {
+            a.value = Some(expand(ctx, &d.state.env, v)?);
+        }
+        if let Some(v) = &a.value
+            && a.key != "BUILDKIT_SBOM_SCAN_CONTEXT"
+            && a.key != "BUILDKIT_SBOM_SCAN_STAGE"
+        {
+            d.state.env.add_or_replace(&a.key, v);
+        }
+        commits.push(match &a.value {
+            Some(v) => format!("{}={v}", a.key),
+            None => a.key.clone(),
+        });
+        d.build_args.push(a);
+    }
+    commit(d, format!("ARG {}", commits.join(" ")), false, false);
+    Ok(())
+}
+
+fn run_cmd(d: &mut DState, meta: &Meta, c: CmdLine, ctx: &DispatchCtx) -> Res<()> {
+    let platform = d
+        .platform
+        .clone()
+        .unwrap_or_else(|| ctx.target_platform.clone());
+    let mut customname = meta.code.clone();
+    let mut args = c.args.clone();
+    let mut extra = Vec::new();
+    if !c.files.is_empty() {
+        if args.len() != 1 || !c.prepend_shell {
+            return Err(format!("parsing produced an invalid run command: {args:?}"));
+        }
+        if crate::instructions::parse_heredoc_word(&args[0]).is_some() {
+            let f = &c.files[0];
+            let data = if f.chomp {
+                crate::instructions::chomp_heredoc_content(&f.data)
+            } else {
+                f.data.clone()
+            };
+            if d.image.os != "windows" && data.starts_with("#!") {
+                // A script with a shebang becomes a file mounted at /dev/pipes/ and run directly.
+                let mkfile = pb::FileActionMkFile {
+                    path: normalize_path("/", &f.name, false),
+                    mode: 0o755,
+                    data: data.into_bytes(),
+                    owner: None,
+                    timestamp: -1,
+                };
+                let md = ops::metadata(
+                    &[("llb.customname", "[internal] preparing inline document")],
+                    &["file.base"],
+                );
+                let st = ops::file_op(None, vec![FileAction::Mkfile(mkfile)], md);
+                extra.push(ExtraMount {
+                    dest: "/dev/pipes/".into(),
+                    source: st,
+                    selector: "/".into(),
+                    readonly: true,
+                });
+                args = vec![super::util::join(&["/dev/pipes/", &f.name])];
+            } else {
+                args = vec![data];
+            }
+            customname.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
+        } else {
+            let mut b = args[0].clone();
+            for f in &c.files {
+                b.push('\n');
+                b.push_str(&f.data);
+                b.push_str(&f.name);
+            }
+            args = vec![b];
+        }
+    }
+    if c.prepend_shell {
+        args = with_shell(&d.image, &args);
+    }
+    let mut raw = ctx.shlex.clone();
+    raw.raw_quotes = true;
+    raw.skip_unset_env = true;
+    let env = d.state.env.clone();
+    let name = display(&raw, &customname, &env);
+    let name = d.prefix(&name);
+    let mut caps = vec![
+        "exec.meta.base",
+        "exec.meta.setsdefaultpath",
+        "exec.mount.bind",
+    ];
+    if !extra.is_empty() {
+        caps.push("exec.mount.selector");
+    }
+    let md = ops::metadata(
+        &[
+            ("com.docker.dockerfile.v1.command", &meta.code),
+            ("llb.customname", &name),
+        ],
+        &caps,
+    );
+    let out = ops::exec(&d.state, args.clone(), &platform, extra, md);
+    d.state.out = Some(out);
+    let msg = format!("RUN {}", run_command_string(&args, &d.build_args, &env));
+    commit(d, msg, true, true);
+    Ok(())
+}
+
+fn summarize_heredoc(doc: &str) -> String {
+    let doc = doc.trim().replace("\r\n", "\n");
+    let mut lines = doc.split('\n');
+    let first = lines.next().unwrap_or_default().to_string();
+    if lines.next().is_some() {
+        format!("{first}...")
+    } else {
+        first
+    }
+}
+
+fn run_command_string(
+    args: &[String],
+    build_args: &[KeyValuePairOptional],
+    env: &StateEnv,
+) -> String {
+    let mut tmp: Vec<(String, String)> = Vec::new();
+    for a in build_args {
+        let v = env
+            .get(&a.key)
+            .unwrap_or_else(|| a.value.clone().unwrap_or_default());
+        match tmp.iter_mut().find(|(k, _)| *k == a.key) {
+            Some(e) => e.1 = v,
+            None => tmp.push((a.key.clone(), v)),
+        }
+    }
+    let mut parts: Vec<String> = Vec::new();
+    if !tmp.is_empty() {
+        parts.push(format!("|{}", tmp.len()));
+        parts.extend(tmp.into_iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    parts.extend(args.iter().cloned());
+    parts.join(" ")
+}
+
+fn copy(d: &mut DState, c: &CopyCommand, src: &LState, is_add: bool, ctx: &DispatchCtx) -> Res<()> {
+    copy_impl(d, c, src, is_add, is_add, ctx)
+}
+
+fn copy_impl(
+    d: &mut DState,
+    c: &CopyCommand,
+    src: &LState,
+    is_add: bool,
+    unpack: bool,
+    ctx: &DispatchCtx,
+) -> Res<()> {
+    let dest = {
+        let p = &c.sd.dest_path;
+        if p.starts_with('/') {
+            normalize_path("/", p, true)
+        } else {
+            let p = if p == "." || p.is_empty() { "./" } else { p };
+            normalize_path(&d.state.dir, p, true)
+        }
+    };
+    let (mode, mode_str) = parse_chmod(&c.chmod)?;
+    let owner = ops::chown_opt(&c.chown);
+    let mut msg = String::from(if is_add { "ADD" } else { "COPY" });
+    if c.parents {
+        msg.push_str(" --parents");
+    }
+    if !c.chown.is_empty() {
+        msg.push_str(&format!(" --chown={}", c.chown));
+    }
+    if !c.chmod.is_empty() {
+        msg.push_str(&format!(" --chmod={}", c.chmod));
+    }
+    let env = d.state.env.clone();
+    let name = display(ctx.shlex, &c.meta.code, &env);
+    let name = d.prefix(&name);
+    let mut actions = Vec::new();
+    for s in &c.sd.source_paths {
+        msg.push_str(&format!(" {s}"));
+        let mut s = s.clone();
+        let mut include = Vec::new();
+        let mut required = Vec::new();
+        if c.parents {
+            let (parent, pattern) = match s.split_once("/./") {
+                Some((p, pat)) => (p.to_string(), pat.to_string()),
+                None => ("/".to_string(), s.clone()),
+            };
+            let pattern = normalize_path("/", &pattern, false);
+            include.push(pattern.trim_start_matches('/').to_string());
+            if !has_wildcards(&parent) && !has_wildcards(&pattern) {
+                required.push(normalize_path(
+                    "/",
+                    &super::util::join(&[&parent, &pattern]),
+                    false,
+                ));
+            }
+            s = parent;
+        }
+        let srcp = normalize_path("/", &s, false);
+        actions.push(FileAction::Copy(
+            Box::new(pb::FileActionCopy {
+                src: srcp,
+                dest: dest.clone(),
+                owner: owner.clone(),
+                mode,
+                mode_str: mode_str.clone(),
+                follow_symlink: true,
+                dir_copy_contents: true,
+                attempt_unpack_docker_compatibility: unpack,
+                create_dest_path: true,
+                allow_wildcard: true,
+                allow_empty_wildcard: true,
+                timestamp: -1,
+                include_patterns: include,
+                exclude_patterns: c.exclude.clone(),
+                required_paths: required,
+                ..Default::default()
+            }),
+            src.out.clone(),
+        ));
+    }
+    for sc in &c.sd.source_contents {
+        msg.push_str(&format!(" <<{}", sc.path));
+        let mkfile = pb::FileActionMkFile {
+            path: normalize_path("/", &sc.path, false),
+            mode: 0o644,
+            data: sc.data.clone().into_bytes(),
+            owner: None,
+            timestamp: -1,
+        };
+        let md = ops::metadata(
+            &[("llb.customname", "[internal] preparing inline document")],
+            &["file.base"],
+        );
+        let st = ops::file_op(None, vec![FileAction::Mkfile(mkfile)], md);
+        actions.push(FileAction::Copy(
+            Box::new(pb::FileActionCopy {
+                src: super::util::join(&["/", &sc.path]),
+                dest: dest.clone(),
+                owner: owner.clone(),
+                mode,
+                mode_str: mode_str.clone(),
+                create_dest_path: true,
+                timestamp: -1,
+                exclude_patterns: c.exclude.clone(),
+                ..Default::default()
+            }),
+            Some(st),
+        ));
+    }
+    msg.push_str(&format!(" {}", c.sd.dest_path));
+    if c.link && c.chmod.is_empty() {
+        // --link: the copy lands on scratch and is merged onto the stage, all three steps
+        // under one step number.
+        d.cmd_index -= 1;
+        let pg_name = d.prefix(&display(ctx.shlex, &c.meta.code, &env));
+        let mut md = ops::metadata(&[("llb.customname", &name)], &["file.base"]);
+        let probe = ops::file_op(None, actions.clone(), md.clone());
+        let group = |weak| pb::ProgressGroup {
+            id: probe
+                .vertex
+                .digest()
+                .trim_start_matches("sha256:")
+                .chars()
+                .take(25)
+                .collect(),
+            name: pg_name.clone(),
+            weak,
+        };
+        md.progress_group = Some(group(true));
+        let copied = ops::file_op(None, actions, md);
+        d.cmd_index -= 1;
+        let link_name = d.prefix(&format!("LINK {}", display(ctx.shlex, &c.meta.code, &env)));
+        let mut mmd = ops::metadata(&[("llb.customname", &link_name)], &["mergeop"]);
+        mmd.progress_group = Some(group(false));
+        d.state.out = ops::merge(vec![d.state.out.clone(), Some(copied)], mmd);
+    } else {
+        let md = ops::metadata(&[("llb.customname", &name)], &["file.base"]);
+        let out = ops::file_op(d.state.out.as_ref(), actions, md);
+        d.state.out = Some(out);
+    }
+    commit(d, msg, true, true);
+    Ok(())
+}
+
+fn has_wildcards(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'*' | b'?' | b'[' => return true,
+            b'\\' => i += 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
+}
+
+/// `--chmod`: octal up to 07777 as a mode, anything else must be a symbolic mode string.
+fn parse_chmod(s: &str) -> Res<(i32, String)> {
+    if s.is_empty() {
+        return Ok((-1, String::new()));
+    }
+    let bad = || {
+        format!("invalid chmod parameter: '{s}'. it should be octal string and between 0 and 07777")
+    };
+    if s.chars().all(|c| c.is_ascii_digit()) {
+        let v = u32::from_str_radix(s, 8).map_err(|_| bad())?;
+        if v > 0o7777 {
+            return Err(bad());
+        }
+        return Ok((v as i32, String::new()));
+    }
+    let symbolic = s.split(',').all(|clause| {
+        let ops_at = clause.find(['+', '-', '=']);
+        match ops_at {
+            Some(i) => {
+                clause[..i].chars().all(|c| "ugoa".contains(c))
+                    && clause[i..].chars().all(|c| "+-=rwxXstugo".contains(c))
+            }
+            None => false,
+        }
+    });
+    if !symbolic {
+        return Err(bad());
+    }
+    Ok((0, s.to_string()))
+}
+
+fn check_signal(sig: &str) -> Res<()> {
+    let s = sig.trim_start_matches("SIG");
+    if let Ok(n) = s.parse::<u32>() {
+        if n == 0 || n > 64 {
+            return Err(format!("invalid signal: {sig}"));
+        }
+        return Ok(());
+    }
+    if s.is_empty()
+        || !s
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
+    {
+        return Err(format!("invalid signal: {sig}"));
+    }
+    Ok(())
+}
+
+/// `80`, `80/udp`, `8000-8002/tcp` into `port/proto` entries.
+fn parse_port(p: &str) -> Res<Vec<String>> {
+    let (port, proto) = match p.split_once('/') {
+        Some((a, b)) => (a, b.to_lowercase()),
+        None => (p, "tcp".to_string()),
+    };
+    // ip:hostPort:containerPort forms keep only the container port.
+    let port = port.rsplit(':').next().unwrap_or(port);
+    let bad = || format!("invalid containerPort: {port}");
+    let (start, end) = match port.split_once('-') {
+        Some((a, b)) => (
+            a.parse::<u16>().map_err(|_| bad())?,
+            b.parse::<u16>().map_err(|_| bad())?,
+        ),
+        None => {
+            let v = port.parse::<u16>().map_err(|_| bad())?;
+            (v, v)
+        }
+    };
+    if end < start {
+        return Err(format!(
+            "invalid range specified for container port: {port}"
+        ));
+    }
+    Ok((start..=end).map(|n| format!("{n}/{proto}")).collect())
+}

@@ -1,0 +1,627 @@
+//! Stages: global ARGs, base names, the target and what it needs, base images, ONBUILD
+//! triggers, and dispatching the reachable stages in file order.
+
+use super::dispatch::{self, DispatchCtx};
+use super::ops::{self, LState};
+use super::util::{NoEnv, StateEnv, normalize_ref};
+use super::{ConvertError, ConvertOptions, ImageResolver};
+use crate::instructions::{self, Command, Instruction, KeyValuePairOptional, Stage};
+use crate::parser::ParseResult;
+use crate::shell::Lex;
+use kiln_llb::{Output, pb};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub(crate) const DEFAULT_PATH: &str =
+    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// One command of a stage with the stage it copies from and whether it came from ONBUILD.
+#[derive(Debug, Clone)]
+pub(crate) struct Cmd {
+    pub command: Command,
+    pub source: Option<usize>,
+    pub is_onbuild: bool,
+}
+
+/// BuildKit's `dispatchState`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct DState {
+    pub stage: Stage,
+    pub stage_name: String,
+    pub base: Option<usize>,
+    pub deps: BTreeSet<usize>,
+    pub commands: Vec<Cmd>,
+    pub unregistered: bool,
+    pub dispatched: bool,
+    pub resolved: bool,
+    pub onbuild_init: bool,
+    pub state: LState,
+    pub image: kiln_oci::Image,
+    pub platform: Option<pb::Platform>,
+    pub build_args: Vec<KeyValuePairOptional>,
+    pub ctx_paths: BTreeSet<String>,
+    pub cmd_index: usize,
+    pub cmd_total: usize,
+    pub cmd_is_onbuild: bool,
+    pub cmd_set: bool,
+}
+
+impl DState {
+    /// BuildKit's `prefixCommand`: `[name n/total] ` before step names.
+    pub fn prefix(&mut self, s: &str) -> String {
+        if self.cmd_total == 0 {
+            return s.to_string();
+        }
+        let mut out = String::from("[");
+        if !self.stage_name.is_empty() {
+            out.push_str(&self.stage_name);
+            out.push(' ');
+        }
+        self.cmd_index += 1;
+        let width = self.cmd_total.to_string().len();
+        out.push_str(&format!("{:>width$}/{}] ", self.cmd_index, self.cmd_total));
+        if self.cmd_is_onbuild {
+            out.push_str("ONBUILD ");
+        }
+        out + s
+    }
+}
+
+pub(crate) struct Pass {
+    pub output: Option<Output>,
+    pub image: kiln_oci::Image,
+    pub context_paths: Vec<String>,
+}
+
+/// The automatic platform ARGs (`TARGETPLATFORM`, `BUILDARCH`, ...) in BuildKit's order.
+pub fn default_platform_args(opts: &super::ConvertOptions, target: &str) -> Vec<(String, String)> {
+    let (b, t) = (&opts.build_platform, &opts.target_platform);
+    let fmt = |p: &pb::Platform| {
+        let mut s = format!("{}/{}", p.os, p.architecture);
+        if !p.variant.is_empty() {
+            s = format!("{s}/{}", p.variant);
+        }
+        s
+    };
+    let target = if target.is_empty() { "default" } else { target };
+    let pairs = [
+        ("BUILDPLATFORM", fmt(b)),
+        ("BUILDOS", b.os.clone()),
+        ("BUILDOSVERSION", b.os_version.clone()),
+        ("BUILDARCH", b.architecture.clone()),
+        ("BUILDVARIANT", b.variant.clone()),
+        ("TARGETPLATFORM", fmt(t)),
+        ("TARGETOS", t.os.clone()),
+        ("TARGETOSVERSION", t.os_version.clone()),
+        ("TARGETARCH", t.architecture.clone()),
+        ("TARGETVARIANT", t.variant.clone()),
+        ("TARGETSTAGE", target.to_string()),
+    ];
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let v = opts.build_args.get(k).cloned().unwrap_or(v);
+            (k.to_string(), v)
+        })
+        .collect()
+}
+
+fn at(line: usize, instruction: &str, message: impl Into<String>) -> ConvertError {
+    ConvertError::Dispatch {
+        line,
+        instruction: instruction.into(),
+        message: message.into(),
+    }
+}
+
+pub(crate) fn convert(
+    parsed: &ParseResult,
+    opts: &ConvertOptions,
+    resolver: &dyn ImageResolver,
+    context: Output,
+) -> Result<Pass, ConvertError> {
+    let (stages, meta_args) = instructions::parse(&parsed.ast)?;
+    if stages.is_empty() {
+        return Err(ConvertError::Invalid(
+            "dockerfile contains no stages to build".into(),
+        ));
+    }
+    let target_name = opts
+        .target
+        .clone()
+        .unwrap_or_else(|| stages.last().map(|s| s.name.clone()).unwrap_or_default());
+    let shlex = Lex::new(parsed.escape);
+    let mut global = StateEnv::default();
+    for (k, v) in default_platform_args(opts, &target_name) {
+        global.add_or_replace(&k, &v);
+    }
+    for (meta, args) in &meta_args {
+        for kp in args {
+            let value = match opts.build_args.get(&kp.key) {
+                Some(v) => Some(v.clone()),
+                None => match &kp.value {
+                    Some(v) => Some(
+                        shlex
+                            .process_word(v, &global)
+                            .map_err(|e| at(meta.start_line, "ARG", e.to_string()))?,
+                    ),
+                    None => None,
+                },
+            };
+            if let Some(v) = value {
+                global.add_or_replace(&kp.key, &v);
+            }
+        }
+    }
+
+    // Stages, with their base names expanded by the global ARGs.
+    let mut states: Vec<DState> = Vec::new();
+    let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
+    for (i, mut st) in stages.into_iter().enumerate() {
+        let line = st.start_line;
+        let base = shlex
+            .process_word(&st.base_name, &global)
+            .map_err(|e| at(line, "FROM", e.to_string()))?;
+        if base.is_empty() {
+            return Err(at(
+                line,
+                "FROM",
+                format!("base name ({}) should not be blank", st.base_name),
+            ));
+        }
+        st.base_name = base;
+        let mut platform = None;
+        if !st.platform.is_empty() {
+            let p = shlex
+                .process_word(&st.platform, &global)
+                .map_err(|e| at(line, "FROM", e.to_string()))?;
+            if p.is_empty() {
+                return Err(at(
+                    line,
+                    "FROM",
+                    format!("empty platform value from expression {}", st.platform),
+                ));
+            }
+            platform = Some(
+                parse_platform(&p)
+                    .ok_or_else(|| at(line, "FROM", format!("failed to parse platform {p}")))?,
+            );
+        }
+        let stage_name = if st.name.is_empty() {
+            format!("stage-{i}")
+        } else {
+            st.name.clone()
+        };
+        let mut total =
+            usize::from(st.base_name != "scratch" && !by_name.contains_key(&st.base_name));
+        total += st
+            .commands
+            .iter()
+            .filter(|c| {
+                matches!(
+                    c,
+                    Command::Add(_) | Command::Copy(_) | Command::Run(_) | Command::Workdir(..)
+                )
+            })
+            .count();
+        let ds = DState {
+            stage_name,
+            platform,
+            cmd_total: total,
+            stage: st,
+            ..Default::default()
+        };
+        add_state(&mut states, &mut by_name, ds);
+    }
+
+    let target = match &opts.target {
+        None => states.len() - 1,
+        Some(t) => *by_name.get(&t.to_lowercase()).ok_or_else(|| {
+            ConvertError::Invalid(format!("target stage {t:?} could not be found"))
+        })?,
+    };
+
+    // Dependencies: COPY --from.
+    let registered = states.len();
+    for i in 0..registered {
+        let cmds = std::mem::take(&mut states[i].stage.commands);
+        let mut out = Vec::new();
+        for c in cmds {
+            let cmd = to_command(c, &mut states, &mut by_name, &shlex)?;
+            if let Some(src) = cmd.source {
+                states[i].deps.insert(src);
+            }
+            out.push(cmd);
+        }
+        states[i].commands = out;
+    }
+    if states.len() == 1 {
+        states[0].stage_name.clear();
+    }
+
+    // Resolve base images of reachable stages; ONBUILD triggers may add dependencies.
+    let mut reachable;
+    loop {
+        reachable = reachable_from(&states, target);
+        for (i, d) in states.iter_mut().enumerate() {
+            if d.base.is_some() || d.dispatched || d.resolved {
+                continue;
+            }
+            let is_reachable = reachable.contains(&i);
+            d.resolved = is_reachable;
+            if d.stage.base_name == "scratch" {
+                d.state = LState::new(None);
+                d.image = empty_image(&opts.target_platform);
+                d.platform = Some(opts.target_platform.clone());
+                if d.unregistered {
+                    d.dispatched = true;
+                }
+                continue;
+            }
+            resolve_base_image(d, is_reachable, opts, resolver)?;
+        }
+        let mut new_deps = false;
+        for &i in &reachable {
+            init(&mut states, i);
+            let mut triggers = std::mem::take(&mut states[i].image.config.on_build);
+            if let Some(b) = states[i].base
+                && !states[i].onbuild_init
+            {
+                for c in &states[b].commands {
+                    if let Command::Onbuild(_, expr) = &c.command {
+                        triggers.push(expr.clone());
+                    }
+                }
+                states[i].onbuild_init = true;
+            }
+            if !triggers.is_empty()
+                && init_onbuild(&mut states, &mut by_name, i, &triggers, &shlex)?
+            {
+                new_deps = true;
+            }
+        }
+        if !new_deps {
+            break;
+        }
+    }
+
+    let ctx = DispatchCtx {
+        shlex: &shlex,
+        global: &global,
+        build_args: &opts.build_args,
+        context: LState::new(Some(context)),
+        target_platform: &opts.target_platform,
+    };
+    let mut ctx_paths = BTreeSet::new();
+    for i in 0..states.len() {
+        if !reachable.contains(&i) || states[i].dispatched {
+            continue;
+        }
+        init(&mut states, i);
+        let d = &mut states[i];
+        d.dispatched = true;
+        if d.platform.is_none() {
+            d.platform = Some(opts.target_platform.clone());
+        }
+        if !d
+            .image
+            .config
+            .env
+            .iter()
+            .any(|e| e.split('=').next() == Some("PATH"))
+        {
+            d.image.config.env.push(format!("PATH={DEFAULT_PATH}"));
+        }
+        for e in d.image.config.env.clone() {
+            let (k, v) = e.split_once('=').unwrap_or((&e, ""));
+            d.state.env.add_or_replace(k, v);
+        }
+        if !d.image.config.working_dir.is_empty() {
+            let wd = d.image.config.working_dir.clone();
+            dispatch::workdir(d, &wd, false, None, &ctx);
+        }
+        if !d.image.config.user.is_empty() {
+            d.state.user = d.image.config.user.clone();
+        }
+        let cmds = d.commands.clone();
+        for cmd in cmds {
+            let src_state = match cmd.source {
+                Some(s) => {
+                    if !states[s].dispatched {
+                        let d = &states[i];
+                        return Err(at(
+                            cmd.command.meta().start_line,
+                            &cmd.command.meta().name.to_uppercase(),
+                            format!(
+                                "cannot copy from stage {:?}, it needs to be defined before current stage {:?}",
+                                states[s].stage_name, d.stage_name
+                            ),
+                        ));
+                    }
+                    Some(states[s].state.clone())
+                }
+                None => None,
+            };
+            dispatch::dispatch(&mut states[i], &cmd, src_state, &ctx)?;
+        }
+        ctx_paths.extend(states[i].ctx_paths.iter().cloned());
+    }
+
+    let t = &mut states[target];
+    for (k, v) in &opts.labels {
+        t.image.config.labels.insert(k.clone(), v.clone());
+    }
+    let context_paths = if ctx_paths.contains("/") {
+        Vec::new()
+    } else {
+        ctx_paths
+            .iter()
+            .map(|p| super::util::join(&[".", p]))
+            .collect()
+    };
+    Ok(Pass {
+        output: t.state.out.clone(),
+        image: t.image.clone(),
+        context_paths,
+    })
+}
+
+fn add_state(
+    states: &mut Vec<DState>,
+    by_name: &mut BTreeMap<String, usize>,
+    mut ds: DState,
+) -> usize {
+    if let Some(&b) = by_name.get(&ds.stage.base_name) {
+        ds.base = Some(b);
+    }
+    let idx = states.len();
+    if !ds.stage.name.is_empty() {
+        by_name.insert(ds.stage.name.to_lowercase(), idx);
+    }
+    states.push(ds);
+    idx
+}
+
+fn to_command(
+    command: Command,
+    states: &mut Vec<DState>,
+    by_name: &mut BTreeMap<String, usize>,
+    shlex: &Lex,
+) -> Result<Cmd, ConvertError> {
+    let mut source = None;
+    if let Command::Copy(c) = &command
+        && !c.from.is_empty()
+    {
+        let line = c.meta.start_line;
+        let res = shlex
+            .process_word(&c.from, &NoEnv)
+            .map_err(|e| at(line, "COPY", e.to_string()))?;
+        if res != c.from {
+            return Err(at(
+                line,
+                "COPY",
+                "variable expansion is not supported for --from, define a new stage with FROM using ARG from global scope as a workaround",
+            ));
+        }
+        source = Some(match c.from.parse::<i64>() {
+            Ok(i) => {
+                if i < 0 || i as usize >= states.len() {
+                    return Err(at(line, "COPY", format!("invalid stage index {i}")));
+                }
+                i as usize
+            }
+            Err(_) => match by_name.get(&c.from.to_lowercase()) {
+                Some(&s) => s,
+                None => {
+                    let ds = DState {
+                        stage: Stage {
+                            base_name: c.from.clone(),
+                            start_line: line,
+                            end_line: c.meta.end_line,
+                            ..Default::default()
+                        },
+                        unregistered: true,
+                        ..Default::default()
+                    };
+                    add_state(states, by_name, ds)
+                }
+            },
+        });
+    }
+    if let Command::Run(r) = &command {
+        let unsupported = [
+            ("--mount", !r.mounts.is_empty()),
+            ("--network", r.network.is_some()),
+            ("--security", r.security.is_some()),
+            ("--device", !r.devices.is_empty()),
+        ];
+        if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
+            return Err(at(
+                r.meta.start_line,
+                "RUN",
+                format!("RUN {flag} is not supported yet"),
+            ));
+        }
+    }
+    Ok(Cmd {
+        command,
+        source,
+        is_onbuild: false,
+    })
+}
+
+fn reachable_from(states: &[DState], target: usize) -> BTreeSet<usize> {
+    let mut seen = BTreeSet::new();
+    let mut stack = vec![target];
+    while let Some(s) = stack.pop() {
+        if !seen.insert(s) {
+            continue;
+        }
+        stack.extend(states[s].base);
+        stack.extend(states[s].deps.iter().copied());
+    }
+    seen
+}
+
+/// BuildKit's `dispatchState.init`: a stage built on another starts from its state.
+fn init(states: &mut [DState], i: usize) {
+    let Some(b) = states[i].base else { return };
+    let base = states[b].clone();
+    let d = &mut states[i];
+    d.state = base.state;
+    d.platform = base.platform;
+    d.image = base.image;
+    d.image.config.on_build.clear();
+    d.build_args.extend(base.build_args);
+}
+
+fn init_onbuild(
+    states: &mut Vec<DState>,
+    by_name: &mut BTreeMap<String, usize>,
+    i: usize,
+    triggers: &[String],
+    shlex: &Lex,
+) -> Result<bool, ConvertError> {
+    let line = states[i].stage.start_line;
+    let mut new_deps = false;
+    let mut cmds = Vec::new();
+    for t in triggers {
+        let parsed = crate::parser::parse(t.as_bytes())?;
+        let [node] = parsed.ast.children.as_slice() else {
+            return Err(at(
+                line,
+                "ONBUILD",
+                "onbuild trigger should be a single expression",
+            ));
+        };
+        let mut node = node.clone();
+        node.start_line = line;
+        node.end_line = states[i].stage.end_line;
+        let Instruction::Command(c) = instructions::parse_instruction(&node)? else {
+            return Err(at(
+                line,
+                "ONBUILD",
+                "FROM isn't allowed as an ONBUILD trigger",
+            ));
+        };
+        let mut cmd = to_command(c, states, by_name, shlex)?;
+        cmd.is_onbuild = true;
+        if let Some(s) = cmd.source {
+            new_deps = true;
+            states[i].deps.insert(s);
+        }
+        cmds.push(cmd);
+    }
+    let d = &mut states[i];
+    d.cmd_total += cmds.len();
+    cmds.append(&mut d.commands);
+    d.commands = cmds;
+    Ok(new_deps)
+}
+
+fn resolve_base_image(
+    d: &mut DState,
+    reachable: bool,
+    opts: &ConvertOptions,
+    resolver: &dyn ImageResolver,
+) -> Result<(), ConvertError> {
+    let line = d.stage.start_line;
+    let orig = d.stage.base_name.clone();
+    let named = normalize_ref(&orig).map_err(|e| {
+        at(
+            line,
+            "FROM",
+            format!("failed to parse stage name {orig:?}: {e}"),
+        )
+    })?;
+    let platform = d
+        .platform
+        .clone()
+        .unwrap_or_else(|| opts.target_platform.clone());
+    d.stage.base_name = named;
+    if d.unregistered {
+        d.dispatched = true;
+    }
+    if !reachable {
+        return Ok(());
+    }
+    let resolved = resolver
+        .resolve(&orig, &platform)
+        .map_err(|e| at(line, "FROM", format!("{orig}: {e}")))?;
+    let mut image = resolved.config;
+    image.created = None;
+    let mut reference = resolved.reference;
+    if !resolved.digest.is_empty() && !reference.contains('@') {
+        reference = format!("{reference}@{}", resolved.digest);
+    }
+    d.stage.base_name = reference.clone();
+    let is_scratch =
+        image.rootfs.diff_ids.is_empty() && image.history.iter().all(|h| h.empty_layer);
+    d.image = image;
+    if is_scratch {
+        d.state = LState::new(None);
+    } else {
+        let name = d.prefix(&format!("FROM {reference}"));
+        let md = ops::metadata(
+            &[
+                ("com.docker.dockerfile.v1.command", &d.stage.source_code),
+                ("llb.customname", &name),
+            ],
+            &["source.image"],
+        );
+        let out = ops::image_source(&format!("docker-image://{reference}"), &platform, md);
+        d.state = LState::new(Some(out));
+    }
+    d.platform = Some(platform);
+    Ok(())
+}
+
+fn empty_image(p: &pb::Platform) -> kiln_oci::Image {
+    let mut img = kiln_oci::Image {
+        architecture: p.architecture.clone(),
+        os: p.os.clone(),
+        variant: (!p.variant.is_empty()).then(|| p.variant.clone()),
+        os_version: (!p.os_version.is_empty()).then(|| p.os_version.clone()),
+        ..Default::default()
+    };
+    img.config.working_dir = "/".into();
+    img.config.env = vec![format!("PATH={DEFAULT_PATH}")];
+    img
+}
+
+/// `os/arch[/variant]`.
+pub(crate) fn parse_platform(s: &str) -> Option<pb::Platform> {
+    let parts: Vec<&str> = s.split('/').collect();
+    if parts.iter().any(|p| p.is_empty()) || parts.len() > 3 {
+        return None;
+    }
+    let (os, arch, variant) = match parts.as_slice() {
+        [os] => (
+            os.to_string(),
+            kiln_llb::host_arch().to_string(),
+            String::new(),
+        ),
+        [os, arch] => (os.to_string(), arch.to_string(), String::new()),
+        [os, arch, v] => (os.to_string(), arch.to_string(), v.to_string()),
+        _ => return None,
+    };
+    let (arch, variant) = match (arch.as_str(), variant.as_str()) {
+        ("x86_64" | "x86-64", _) => ("amd64".to_string(), String::new()),
+        ("aarch64", v) | ("arm64", v) => (
+            "arm64".to_string(),
+            if v == "v8" {
+                String::new()
+            } else {
+                v.to_string()
+            },
+        ),
+        ("armhf", _) => ("arm".to_string(), "v7".to_string()),
+        ("arm", "") => ("arm".to_string(), "v7".to_string()),
+        _ => (arch, variant),
+    };
+    Some(pb::Platform {
+        os: os.to_lowercase(),
+        architecture: arch,
+        variant,
+        ..Default::default()
+    })
+}

@@ -1,0 +1,34 @@
+//! Failed steps reported with the Dockerfile line they came from (the Definition's source map).
+
+use crate::EngineError;
+use kiln_llb::LoadedGraph;
+use kiln_solver::SolveError;
+
+pub fn step_error(graph: &LoadedGraph, error: &SolveError) -> EngineError {
+    let Some((vertex, name, source)) = error.failed_vertex() else {
+        return EngineError::Step {
+            location: None,
+            message: error.to_string(),
+        };
+    };
+    EngineError::Step {
+        location: location(graph, vertex),
+        message: format!("{name}: {source}"),
+    }
+}
+
+/// `Dockerfile:12` (or `Dockerfile:12-14`) for an op that the source map places.
+fn location(graph: &LoadedGraph, vertex: &str) -> Option<String> {
+    let source = graph.source.as_ref()?;
+    let locations = source.locations.get(vertex)?;
+    let loc = locations.locations.first()?;
+    let info = source.infos.get(loc.source_index as usize)?;
+    let range = loc.ranges.first()?;
+    let start = range.start.as_ref()?.line;
+    let end = range.end.as_ref().map(|p| p.line).unwrap_or(start);
+    Some(if end > start {
+        format!("{}:{start}-{end}", info.filename)
+    } else {
+        format!("{}:{start}", info.filename)
+    })
+}

@@ -1,0 +1,167 @@
+//! ExecOp: a command in a container on top of its root mount; the new layer holds what it changed.
+
+use crate::mounts::Writable;
+use crate::store::Ref;
+use crate::Worker;
+use async_trait::async_trait;
+use kiln_proto::pb;
+use kiln_solver::{ExecContext, Inputs, OpError, Operation, Stream};
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+pub struct ExecOperation {
+    pub worker: Arc<Worker>,
+    pub op: pb::Op,
+    pub exec: pb::ExecOp,
+}
+
+/// The tail of a step's output, kept for the error message when it fails.
+#[derive(Default)]
+struct Tail {
+    lines: VecDeque<String>,
+    partial: String,
+}
+
+const TAIL_LINES: usize = 10;
+
+impl Tail {
+    fn push(&mut self, data: &[u8]) {
+        self.partial.push_str(&String::from_utf8_lossy(data));
+        while let Some(i) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=i).collect();
+            self.lines.push_back(line.trim_end().to_string());
+            if self.lines.len() > TAIL_LINES {
+                self.lines.pop_front();
+            }
+        }
+    }
+    fn text(&self) -> String {
+        let mut lines: Vec<&str> = self.lines.iter().map(|s| s.as_str()).collect();
+        if !self.partial.is_empty() {
+            lines.push(&self.partial);
+        }
+        lines.join("\n")
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("process {command:?} did not complete successfully: exit code: {code}{}", output_suffix(.output))]
+pub struct ExitError {
+    pub command: String,
+    pub code: i32,
+    pub output: String,
+}
+
+fn output_suffix(output: &str) -> String {
+    if output.is_empty() {
+        String::new()
+    } else {
+        format!("\n--- last lines of output ---\n{output}")
+    }
+}
+
+impl ExecOperation {
+    fn root_mount(&self) -> Result<&pb::Mount, OpError> {
+        let mut root = None;
+        for m in &self.exec.mounts {
+            if m.dest == "/" {
+                root = Some(m);
+            } else {
+                return Err(format!(
+                    "mount at {:?} (type {}) is not supported yet: only the root mount is",
+                    m.dest, m.mount_type
+                )
+                .into());
+            }
+        }
+        root.ok_or_else(|| "exec op has no root mount".into())
+    }
+}
+
+#[async_trait]
+impl Operation<Ref> for ExecOperation {
+    async fn cache_key(&self, inputs: &Inputs<'_, Ref>) -> Result<String, OpError> {
+        let keys = super::input_keys(inputs).await?;
+        Ok(super::op_key(&self.op, &keys))
+    }
+
+    async fn execute(&self, inputs: &Inputs<'_, Ref>, ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
+        let root = self.root_mount()?;
+        let base = if root.input >= 0 {
+            inputs.result(root.input as usize).await?
+        } else {
+            Ref::scratch()
+        };
+        let meta = self.exec.meta.clone().unwrap_or_default();
+        let store = self.worker.store.clone();
+        let base2 = base.clone();
+        let writable = tokio::task::spawn_blocking(move || Writable::new(&store, &base2)).await??;
+
+        let network = match pb::NetMode::try_from(self.exec.network).unwrap_or(pb::NetMode::Unset) {
+            pb::NetMode::None => kiln_exec::Network::None,
+            _ => kiln_exec::Network::Host,
+        };
+        let hostname = if meta.hostname.is_empty() {
+            "buildkitsandbox".to_string()
+        } else {
+            meta.hostname.clone()
+        };
+        let request = kiln_exec::ContainerRequest {
+            id: format!("kiln-{:016x}", rand::random::<u64>()),
+            rootfs: writable.path.clone(),
+            args: meta.args.clone(),
+            env: meta.env.clone(),
+            cwd: if meta.cwd.is_empty() { "/".into() } else { meta.cwd.clone() },
+            user: meta.user.clone(),
+            hostname,
+            network,
+            extra_mounts: Vec::new(),
+        };
+        let stubs = super::stubs::missing_targets(
+            &writable.path,
+            &[],
+            meta_remove_stubs_recursive(&self.exec),
+        );
+        let tail = Arc::new(Mutex::new(Tail::default()));
+        let tail2 = tail.clone();
+        let log = ctx.clone();
+        let status = self
+            .worker
+            .runtime
+            .run(
+                request,
+                move |stream, data: &[u8]| {
+                    let s = match stream {
+                        kiln_exec::Stream::Stdout => Stream::Stdout,
+                        kiln_exec::Stream::Stderr => Stream::Stderr,
+                    };
+                    log.log(s, data);
+                    tail2.lock().unwrap_or_else(|p| p.into_inner()).push(data);
+                },
+                ctx.cancel.clone(),
+            )
+            .await;
+        let store = self.worker.store.clone();
+        let finished = tokio::task::spawn_blocking(move || {
+            super::stubs::remove_empty(&stubs);
+            writable.finish(&store)
+        })
+        .await?;
+        let status = status?;
+        let result = finished?;
+        if !status.success() {
+            return Err(Box::new(ExitError {
+                command: meta.args.join(" "),
+                code: status.code,
+                output: tail.lock().unwrap_or_else(|p| p.into_inner()).text(),
+            }));
+        }
+        Ok(vec![result])
+    }
+}
+
+fn meta_remove_stubs_recursive(exec: &pb::ExecOp) -> bool {
+    exec.meta
+        .as_ref()
+        .is_some_and(|m| m.remove_mount_stubs_recursive)
+}
