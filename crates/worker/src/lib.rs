@@ -119,7 +119,10 @@ impl Worker {
                 file: file.clone(),
             })),
             Some(pb::op::Op::Build(_)) => Err(unsupported("build ops are not supported yet".into())),
-            Some(pb::op::Op::Merge(_)) => Err(unsupported("merge ops are not supported yet".into())),
+            Some(pb::op::Op::Merge(merge)) => Ok(Arc::new(ops::merge::MergeOperation {
+                op: op.clone(),
+                merge: merge.clone(),
+            })),
             Some(pb::op::Op::Diff(_)) => Err(unsupported("diff ops are not supported yet".into())),
             Some(pb::op::Op::Passthrough(_)) => {
                 Err(unsupported("passthrough ops are not supported yet".into()))

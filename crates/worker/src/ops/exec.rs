@@ -1,6 +1,6 @@
 //! ExecOp: a command in a container on top of its root mount; the new layer holds what it changed.
 
-use crate::mounts::Writable;
+use crate::mounts::{Writable, read_only};
 use crate::store::Ref;
 use crate::Worker;
 use async_trait::async_trait;
@@ -61,20 +61,30 @@ fn output_suffix(output: &str) -> String {
 }
 
 impl ExecOperation {
-    fn root_mount(&self) -> Result<&pb::Mount, OpError> {
+    /// The root mount, and the read-only bind mounts of other inputs (heredoc files, RUN
+    /// --mount=type=bind). Anything else fails clearly until it is supported.
+    fn mounts(&self) -> Result<(&pb::Mount, Vec<&pb::Mount>), OpError> {
         let mut root = None;
+        let mut binds = Vec::new();
         for m in &self.exec.mounts {
             if m.dest == "/" {
                 root = Some(m);
+            } else if m.mount_type == pb::MountType::Bind as i32 && m.readonly && m.input >= 0 {
+                binds.push(m);
             } else {
+                let kind = pb::MountType::try_from(m.mount_type)
+                    .map(|t| t.as_str_name().to_lowercase())
+                    .unwrap_or_else(|_| m.mount_type.to_string());
+                let rw = if m.readonly { "" } else { "read-write " };
                 return Err(format!(
-                    "mount at {:?} (type {}) is not supported yet: only the root mount is",
-                    m.dest, m.mount_type
+                    "{rw}{kind} mount at {:?} is not supported yet (the root mount and read-only bind mounts are)",
+                    m.dest
                 )
                 .into());
             }
         }
-        root.ok_or_else(|| "exec op has no root mount".into())
+        let root = root.ok_or("exec op has no root mount")?;
+        Ok((root, binds))
     }
 }
 
@@ -86,7 +96,7 @@ impl Operation<Ref> for ExecOperation {
     }
 
     async fn execute(&self, inputs: &Inputs<'_, Ref>, ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
-        let root = self.root_mount()?;
+        let (root, binds) = self.mounts()?;
         let base = if root.input >= 0 {
             inputs.result(root.input as usize).await?
         } else {
@@ -96,6 +106,27 @@ impl Operation<Ref> for ExecOperation {
         let store = self.worker.store.clone();
         let base2 = base.clone();
         let writable = tokio::task::spawn_blocking(move || Writable::new(&store, &base2)).await??;
+        // Views of the bound inputs stay alive until the container is gone.
+        let mut views = Vec::new();
+        let mut extra_mounts = Vec::new();
+        for m in &binds {
+            let r = inputs.result(m.input as usize).await?;
+            let store = self.worker.store.clone();
+            let view = tokio::task::spawn_blocking(move || read_only(&store, &r)).await??;
+            let selector = m.selector.trim_start_matches('/');
+            let source = if selector.is_empty() {
+                view.path.clone()
+            } else {
+                kiln_fileop::resolve(&view.path, selector, true)?
+            };
+            extra_mounts.push(kiln_exec::BindMount {
+                source,
+                destination: m.dest.clone(),
+                readonly: true,
+            });
+            views.push(view);
+        }
+        let targets: Vec<String> = binds.iter().map(|m| m.dest.clone()).collect();
 
         let network = match pb::NetMode::try_from(self.exec.network).unwrap_or(pb::NetMode::Unset) {
             pb::NetMode::None => kiln_exec::Network::None,
@@ -115,11 +146,11 @@ impl Operation<Ref> for ExecOperation {
             user: meta.user.clone(),
             hostname,
             network,
-            extra_mounts: Vec::new(),
+            extra_mounts,
         };
         let stubs = super::stubs::missing_targets(
             &writable.path,
-            &[],
+            &targets,
             meta_remove_stubs_recursive(&self.exec),
         );
         let tail = Arc::new(Mutex::new(Tail::default()));
@@ -141,6 +172,7 @@ impl Operation<Ref> for ExecOperation {
                 ctx.cancel.clone(),
             )
             .await;
+        drop(views);
         let store = self.worker.store.clone();
         let finished = tokio::task::spawn_blocking(move || {
             super::stubs::remove_empty(&stubs);

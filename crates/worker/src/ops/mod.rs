@@ -2,6 +2,7 @@
 
 pub mod exec;
 pub mod file;
+pub mod merge;
 pub mod source;
 mod stubs;
 
