@@ -37,7 +37,10 @@ impl StoreLock {
             .truncate(false)
             .write(true)
             .open(&path)
-            .map_err(|source| LockError::Open { path: path.clone(), source })?;
+            .map_err(|source| LockError::Open {
+                path: path.clone(),
+                source,
+            })?;
         if flock(&file, FlockOperation::NonBlockingLockExclusive).is_err() {
             waiting();
             flock(&file, FlockOperation::LockExclusive).map_err(|e| LockError::Lock {

@@ -25,7 +25,9 @@ pub enum MetaError {
     },
     #[error("metadata database {path}: {message}")]
     Db { path: PathBuf, message: String },
-    #[error("metadata database {path} has schema version {found}; this kiln knows {SCHEMA_VERSION}")]
+    #[error(
+        "metadata database {path} has schema version {found}; this kiln knows {SCHEMA_VERSION}"
+    )]
     Schema { path: PathBuf, found: u32 },
 }
 
@@ -75,13 +77,10 @@ impl MetaDb {
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut info = tx.open_table(INFO).map_err(|e| self.err(e))?;
-            let found = info
-                .get("schema")
-                .map_err(|e| self.err(e))?
-                .map(|v| {
-                    let b = v.value();
-                    u32::from_le_bytes(b.try_into().unwrap_or([0xff; 4]))
-                });
+            let found = info.get("schema").map_err(|e| self.err(e))?.map(|v| {
+                let b = v.value();
+                u32::from_le_bytes(b.try_into().unwrap_or([0xff; 4]))
+            });
             match found {
                 Some(v) if v != SCHEMA_VERSION => {
                     return Err(MetaError::Schema {
@@ -104,7 +103,9 @@ impl MetaDb {
     pub fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
-        Ok(t.get(key).map_err(|e| self.err(e))?.map(|v| v.value().to_vec()))
+        Ok(t.get(key)
+            .map_err(|e| self.err(e))?
+            .map(|v| v.value().to_vec()))
     }
 
     /// Writes several records in one transaction: all of them land, or none.
@@ -159,7 +160,10 @@ mod tests {
                 .unwrap();
         }
         let db = MetaDb::open(&path).unwrap();
-        assert_eq!(db.get(Table::Cache, "k").unwrap().as_deref(), Some(&b"v"[..]));
+        assert_eq!(
+            db.get(Table::Cache, "k").unwrap().as_deref(),
+            Some(&b"v"[..])
+        );
         assert_eq!(db.entries(Table::Layers).unwrap().len(), 1);
         db.remove(Table::Cache, &["k".into()]).unwrap();
         assert!(db.get(Table::Cache, "k").unwrap().is_none());

@@ -44,7 +44,8 @@ pub fn export_oci(
         })
         .collect();
     let manifest = Manifest::new_oci(config_desc.clone(), layers.clone());
-    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| ExportError::Other(e.to_string()))?;
+    let manifest_bytes =
+        serde_json::to_vec(&manifest).map_err(|e| ExportError::Other(e.to_string()))?;
     let manifest_digest = store.blobs.put_bytes(&manifest_bytes)?;
     let mut manifest_desc = Descriptor {
         media_type: media_types::OCI_MANIFEST.to_string(),
@@ -56,12 +57,17 @@ pub fn export_oci(
         .annotations
         .insert(kiln_oci::descriptor::ANNOTATION_CREATED.into(), created);
     if let Some(name) = attrs.get("name").filter(|n| !n.is_empty()) {
-        manifest_desc.annotations.extend(kiln_oci::name_annotations(name));
+        manifest_desc
+            .annotations
+            .extend(kiln_oci::name_annotations(name));
     }
     let index = Index::new_oci(vec![manifest_desc.clone()]);
 
     let mut paths = vec![
-        (config_desc.digest.clone(), store.blobs.path(&config_desc.digest)?),
+        (
+            config_desc.digest.clone(),
+            store.blobs.path(&config_desc.digest)?,
+        ),
         (manifest_digest.clone(), store.blobs.path(&manifest_digest)?),
     ];
     for l in &layers {
@@ -142,7 +148,12 @@ fn layer_blobs(store: &Store, result: &Ref) -> Result<Vec<LayerBlob>, ExportErro
             size,
             media_type: blob.media_type,
         };
-        store.set_layer_record(id, &LayerRecord { blob: Some(blob.clone()) })?;
+        store.set_layer_record(
+            id,
+            &LayerRecord {
+                blob: Some(blob.clone()),
+            },
+        )?;
         out.push(blob);
     }
     Ok(out)

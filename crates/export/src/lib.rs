@@ -44,7 +44,10 @@ pub enum ExportError {
     #[error(transparent)]
     Blob(#[from] kiln_content::blobs::BlobError),
     #[error("{kind:?} export needs {needs}")]
-    Dest { kind: ExportKind, needs: &'static str },
+    Dest {
+        kind: ExportKind,
+        needs: &'static str,
+    },
     #[error("{0}")]
     Other(String),
 }
@@ -62,7 +65,9 @@ pub fn export(
         ExportKind::Oci => image::export_oci(store, result, config, dest, attrs),
         ExportKind::Tar => rootfs::export_tar(store, result, dest).map(|_| BTreeMap::new()),
         ExportKind::Local => match dest {
-            ExportDest::Dir(dir) => rootfs::export_local(store, result, &dir).map(|_| BTreeMap::new()),
+            ExportDest::Dir(dir) => {
+                rootfs::export_local(store, result, &dir).map(|_| BTreeMap::new())
+            }
             _ => Err(ExportError::Dest {
                 kind: ExportKind::Local,
                 needs: "a destination directory (dest=DIR)",
@@ -101,7 +106,10 @@ impl Output {
                 writer: Box::new(std::io::BufWriter::new(std::io::stdout())),
             }),
             ExportDest::File(path) | ExportDest::Dir(path) => {
-                let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let name = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
                 let tmp = path.with_file_name(format!(".{name}.kiln-{:08x}", std::process::id()));
                 let f = std::fs::File::create(&tmp).map_err(|source| ExportError::Write {
                     path: tmp.display().to_string(),
@@ -125,7 +133,10 @@ impl Output {
             source,
         };
         self.writer.flush().map_err(werr)?;
-        drop(std::mem::replace(&mut self.writer, Box::new(std::io::sink())));
+        drop(std::mem::replace(
+            &mut self.writer,
+            Box::new(std::io::sink()),
+        ));
         if let Some((mut tmp, path)) = self.file.take() {
             kiln_content::blobs::failpoint("export-before-rename");
             std::fs::rename(&tmp.0, &path).map_err(|source| ExportError::Write {

@@ -55,11 +55,7 @@ impl Vertex {
     }
 
     /// Output 0 of a new vertex: the common case.
-    pub fn output(
-        op: pb::Op,
-        inputs: Vec<Output>,
-        metadata: pb::OpMetadata,
-    ) -> Output {
+    pub fn output(op: pb::Op, inputs: Vec<Output>, metadata: pb::OpMetadata) -> Output {
         Output {
             vertex: Vertex::new(op, inputs, metadata),
             index: 0,

@@ -5,8 +5,8 @@ mod builder;
 mod load;
 
 pub use builder::{Output, Vertex, marshal, op_digest};
-pub use load::{LoadError, LoadedGraph, LoadedOp, load};
 pub use kiln_proto::pb;
+pub use load::{LoadError, LoadedGraph, LoadedOp, load};
 
 /// The platform every op of this host defaults to.
 pub fn host_platform() -> pb::Platform {

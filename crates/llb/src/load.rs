@@ -65,11 +65,19 @@ fn load_definition(def: pb::Definition) -> Result<LoadedGraph, LoadError> {
     let mut ops = BTreeMap::new();
     let mut last = None;
     for (index, raw) in def.def.iter().enumerate() {
-        let op = pb::Op::decode(&raw[..]).map_err(|source| LoadError::DecodeOp { index, source })?;
+        let op =
+            pb::Op::decode(&raw[..]).map_err(|source| LoadError::DecodeOp { index, source })?;
         let digest = format!("sha256:{}", hex::encode(Sha256::digest(raw)));
         let metadata = def.metadata.get(&digest).cloned().unwrap_or_default();
         last = Some(digest.clone());
-        ops.insert(digest.clone(), LoadedOp { digest, op, metadata });
+        ops.insert(
+            digest.clone(),
+            LoadedOp {
+                digest,
+                op,
+                metadata,
+            },
+        );
     }
     // The terminal op is the last one: no body, one input.
     let last = last.ok_or(LoadError::Empty)?;
@@ -79,7 +87,11 @@ fn load_definition(def: pb::Definition) -> Result<LoadedGraph, LoadError> {
             return Err(LoadError::BadTerminal(terminal.op.inputs.len()));
         }
         if terminal.op.inputs.is_empty() {
-            return Ok(LoadedGraph { ops, result: None, source: def.source });
+            return Ok(LoadedGraph {
+                ops,
+                result: None,
+                source: def.source,
+            });
         }
         return Err(LoadError::BadTerminal(terminal.op.inputs.len()));
     }
@@ -94,7 +106,11 @@ fn load_definition(def: pb::Definition) -> Result<LoadedGraph, LoadError> {
     }
     check_input(&ops, &terminal.digest, &result)?;
     check_acyclic(&ops)?;
-    Ok(LoadedGraph { ops, result: Some(result), source: def.source })
+    Ok(LoadedGraph {
+        ops,
+        result: Some(result),
+        source: def.source,
+    })
 }
 
 fn check_input(
@@ -102,10 +118,12 @@ fn check_input(
     digest: &str,
     input: &pb::Input,
 ) -> Result<(), LoadError> {
-    let target = ops.get(&input.digest).ok_or_else(|| LoadError::MissingInput {
-        digest: digest.to_string(),
-        input: input.digest.clone(),
-    })?;
+    let target = ops
+        .get(&input.digest)
+        .ok_or_else(|| LoadError::MissingInput {
+            digest: digest.to_string(),
+            input: input.digest.clone(),
+        })?;
     let outputs = output_count(&target.op);
     if input.index < 0 || input.index >= outputs {
         return Err(LoadError::BadOutputIndex {
@@ -121,8 +139,20 @@ fn check_input(
 /// per distinct action output, everything else one.
 pub fn output_count(op: &pb::Op) -> i64 {
     match &op.op {
-        Some(pb::op::Op::Exec(e)) => e.mounts.iter().map(|m| m.output + 1).max().unwrap_or(0).max(1),
-        Some(pb::op::Op::File(f)) => f.actions.iter().map(|a| a.output + 1).max().unwrap_or(0).max(1),
+        Some(pb::op::Op::Exec(e)) => e
+            .mounts
+            .iter()
+            .map(|m| m.output + 1)
+            .max()
+            .unwrap_or(0)
+            .max(1),
+        Some(pb::op::Op::File(f)) => f
+            .actions
+            .iter()
+            .map(|a| a.output + 1)
+            .max()
+            .unwrap_or(0)
+            .max(1),
         _ => 1,
     }
 }

@@ -21,7 +21,10 @@ pub mod moby {
             /// Source policies: `package moby.buildkit.v1.sourcepolicy`.
             pub mod sourcepolicy {
                 #![allow(clippy::all, missing_docs)]
-                include!(concat!(env!("OUT_DIR"), "/moby.buildkit.v1.sourcepolicy.rs"));
+                include!(concat!(
+                    env!("OUT_DIR"),
+                    "/moby.buildkit.v1.sourcepolicy.rs"
+                ));
             }
         }
     }

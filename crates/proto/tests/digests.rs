@@ -37,7 +37,12 @@ fn reencoded_ops_keep_buildkit_digests() {
         for (raw, want) in def.def.iter().zip(&want) {
             assert_eq!(&digest(raw), want, "raw bytes of {}", pb_path.display());
             let op = pb::Op::decode(&raw[..]).unwrap();
-            assert_eq!(&digest(&kiln_proto::marshal_op(&op)), want, "re-encoded op in {}", pb_path.display());
+            assert_eq!(
+                &digest(&kiln_proto::marshal_op(&op)),
+                want,
+                "re-encoded op in {}",
+                pb_path.display()
+            );
             assert!(def.metadata.contains_key(want), "metadata for {want}");
             checked += 1;
         }
@@ -53,11 +58,21 @@ fn gogoproto_fixture_loads() {
         .join("../../conformance/buildkit/llb/gogoproto.data");
     let def = pb::Definition::decode(&*std::fs::read(path).unwrap()).unwrap();
     assert_eq!(def.def.len(), 2);
-    let ops: Vec<pb::Op> = def.def.iter().map(|b| pb::Op::decode(&b[..]).unwrap()).collect();
-    let digests: Vec<String> = ops.iter().map(|op| digest(&kiln_proto::marshal_op(&op))).collect();
+    let ops: Vec<pb::Op> = def
+        .def
+        .iter()
+        .map(|b| pb::Op::decode(&b[..]).unwrap())
+        .collect();
+    let digests: Vec<String> = ops
+        .iter()
+        .map(|op| digest(&kiln_proto::marshal_op(op)))
+        .collect();
     match &ops[0].op {
         Some(pb::op::Op::Source(s)) => {
-            assert_eq!(s.identifier, "docker-image://docker.io/library/busybox:latest")
+            assert_eq!(
+                s.identifier,
+                "docker-image://docker.io/library/busybox:latest"
+            )
         }
         other => panic!("first op is not a source: {other:?}"),
     }
@@ -69,4 +84,3 @@ fn gogoproto_fixture_loads() {
     assert_eq!(re.inputs[0].digest, digests[0]);
     assert_eq!(def.metadata.len(), 2);
 }
-

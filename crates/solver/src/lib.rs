@@ -159,11 +159,16 @@ impl SolveError {
     /// The step whose failure ended the build, looking through failures of inputs.
     pub fn failed_vertex(&self) -> Option<(&str, &str, &(dyn std::error::Error + 'static))> {
         match self {
-            SolveError::Op { vertex, name, source } => {
-                if let Some(inner) = source.downcast_ref::<vertex::InputFailed>() {
-                    if let Some(found) = inner.0.failed_vertex() {
-                        return Some(found);
-                    }
+            SolveError::Op {
+                vertex,
+                name,
+                source,
+            } => {
+                if let Some(found) = source
+                    .downcast_ref::<vertex::InputFailed>()
+                    .and_then(|inner| inner.0.failed_vertex())
+                {
+                    return Some(found);
                 }
                 Some((vertex, name, source.as_ref()))
             }

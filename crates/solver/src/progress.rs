@@ -15,11 +15,20 @@ pub enum EventKind {
     Started,
     /// The step was found in the cache and did not run.
     Cached,
-    Completed { duration: Duration },
-    Failed { error: String },
-    Log { stream: Stream, data: Vec<u8> },
+    Completed {
+        duration: Duration,
+    },
+    Failed {
+        error: String,
+    },
+    Log {
+        stream: Stream,
+        data: Vec<u8>,
+    },
     /// A line of information about the build that belongs to no step.
-    Info { message: String },
+    Info {
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]

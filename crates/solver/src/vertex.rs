@@ -56,15 +56,25 @@ impl<R: Clone + Send + Sync + 'static> Vertex<R> {
     }
 
     /// The vertex's cache key; also looks the key up, so later stages know whether it hit.
-    pub(crate) fn key<'a>(self: &'a Arc<Self>, s: &'a Session<'_, R>) -> BoxFuture<'a, Shared<String>> {
+    pub(crate) fn key<'a>(
+        self: &'a Arc<Self>,
+        s: &'a Session<'_, R>,
+    ) -> BoxFuture<'a, Shared<String>> {
         async move {
             self.key
                 .get_or_init(|| async {
                     if s.cancel.is_cancelled() {
                         return Err(Arc::new(SolveError::Cancelled));
                     }
-                    let inputs = crate::Inputs { session: s, vertex: self };
-                    let key = self.op.cache_key(&inputs).await.map_err(|e| self.error(e))?;
+                    let inputs = crate::Inputs {
+                        session: s,
+                        vertex: self,
+                    };
+                    let key = self
+                        .op
+                        .cache_key(&inputs)
+                        .await
+                        .map_err(|e| self.error(e))?;
                     let hit = if self.op.cacheable() && !s.options.no_cache {
                         s.solver.cache.load(&key).map_err(|message| {
                             Arc::new(SolveError::Cache {
@@ -88,7 +98,10 @@ impl<R: Clone + Send + Sync + 'static> Vertex<R> {
     }
 
     /// All outputs of the vertex, running it unless it is cached or already running.
-    pub(crate) fn outputs<'a>(self: &'a Arc<Self>, s: &'a Session<'_, R>) -> BoxFuture<'a, Shared<Vec<R>>> {
+    pub(crate) fn outputs<'a>(
+        self: &'a Arc<Self>,
+        s: &'a Session<'_, R>,
+    ) -> BoxFuture<'a, Shared<Vec<R>>> {
         async move {
             self.results
                 .get_or_init(|| async {
@@ -107,7 +120,13 @@ impl<R: Clone + Send + Sync + 'static> Vertex<R> {
     pub(crate) async fn output(self: &Arc<Self>, s: &Session<'_, R>, index: usize) -> Shared<R> {
         let outputs = self.outputs(s).await?;
         outputs.get(index).cloned().ok_or_else(|| {
-            self.error(format!("has {} outputs, output {index} was asked for", outputs.len()).into())
+            self.error(
+                format!(
+                    "has {} outputs, output {index} was asked for",
+                    outputs.len()
+                )
+                .into(),
+            )
         })
     }
 
@@ -140,7 +159,10 @@ impl<R: Clone + Send + Sync + 'static> Vertex<R> {
             progress: s.progress.clone(),
             cancel: s.cancel.clone(),
         };
-        let inputs = crate::Inputs { session: s, vertex: self };
+        let inputs = crate::Inputs {
+            session: s,
+            vertex: self,
+        };
         let result = tokio::select! {
             r = self.op.execute(&inputs, &ctx) => r,
             _ = s.cancel.cancelled() => Err("cancelled".into()),

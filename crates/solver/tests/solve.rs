@@ -42,7 +42,11 @@ impl Operation<String> for Concat {
         }
         Ok(key)
     }
-    async fn execute(&self, inputs: &Inputs<'_, String>, _: &ExecContext) -> Result<Vec<String>, OpError> {
+    async fn execute(
+        &self,
+        inputs: &Inputs<'_, String>,
+        _: &ExecContext,
+    ) -> Result<Vec<String>, OpError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
         self.peak.fetch_max(now, Ordering::SeqCst);
@@ -68,7 +72,11 @@ struct Counters {
 
 impl Counters {
     fn new() -> Self {
-        Counters { runs: Default::default(), running: Default::default(), peak: Default::default() }
+        Counters {
+            runs: Default::default(),
+            running: Default::default(),
+            peak: Default::default(),
+        }
     }
     fn op(&self, tag: &str, sleep_ms: u64, fail: bool) -> Arc<dyn Operation<String>> {
         Arc::new(Concat {
@@ -90,7 +98,10 @@ fn diamond(c: &Counters, fail_b: bool) -> Arc<Vertex<String>> {
 }
 
 fn opts(parallelism: usize) -> SolverOptions {
-    SolverOptions { parallelism, no_cache: false }
+    SolverOptions {
+        parallelism,
+        no_cache: false,
+    }
 }
 
 #[tokio::test]
@@ -141,7 +152,10 @@ async fn identical_steps_in_concurrent_builds_run_once() {
     let s1 = solver.session(opts(4), Progress::discard(), CancellationToken::new());
     let s2 = solver.session(opts(4), Progress::discard(), CancellationToken::new());
     let (r1, r2) = tokio::join!(s1.build(&g1, 0), s2.build(&g2, 0));
-    assert_eq!((r1.unwrap(), r2.unwrap()), ("abc".to_string(), "abc".to_string()));
+    assert_eq!(
+        (r1.unwrap(), r2.unwrap()),
+        ("abc".to_string(), "abc".to_string())
+    );
     assert_eq!(c.runs.load(Ordering::SeqCst), 3);
 }
 

@@ -70,7 +70,9 @@ impl Registry {
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .map_err(|e| format!("starting docker-registry (apt-get install docker-registry): {e}"))?;
+            .map_err(|e| {
+                format!("starting docker-registry (apt-get install docker-registry): {e}")
+            })?;
         let registry = Registry {
             port,
             child,

@@ -19,11 +19,14 @@ pub fn filter(
             PatternMatcher::new(excludes).map_err(|e| format!("exclude patterns: {e}"))?,
         );
         let m2 = matcher.clone();
-        filter.exclude = Some(Box::new(move |path: &str, _is_dir: bool| matcher.matches(path)));
+        filter.exclude = Some(Box::new(move |path: &str, _is_dir: bool| {
+            matcher.matches(path)
+        }));
         filter.may_skip_dir = Some(Box::new(move |dir: &str| !m2.may_reinclude_under(dir)));
     }
     if !includes.is_empty() {
-        let matcher = PatternMatcher::new(includes).map_err(|e| format!("include patterns: {e}"))?;
+        let matcher =
+            PatternMatcher::new(includes).map_err(|e| format!("include patterns: {e}"))?;
         let prev = filter.exclude.take();
         filter.exclude = Some(Box::new(move |path: &str, is_dir: bool| {
             // Directories stay so that included files below them can be reached.

@@ -71,7 +71,10 @@ impl Worker {
                 .collect();
             let operation = self.operation(&digest, &op.op, locals)?;
             let name = vertex_name(&op.op, &op.metadata);
-            built.insert(digest.clone(), Vertex::new(digest.clone(), name, operation, inputs));
+            built.insert(
+                digest.clone(),
+                Vertex::new(digest.clone(), name, operation, inputs),
+            );
         }
         Ok(Some((built[&result.digest].clone(), result.index as usize)))
     }
@@ -118,7 +121,9 @@ impl Worker {
                 op: op.clone(),
                 file: file.clone(),
             })),
-            Some(pb::op::Op::Build(_)) => Err(unsupported("build ops are not supported yet".into())),
+            Some(pb::op::Op::Build(_)) => {
+                Err(unsupported("build ops are not supported yet".into()))
+            }
             Some(pb::op::Op::Merge(merge)) => Ok(Arc::new(ops::merge::MergeOperation {
                 op: op.clone(),
                 merge: merge.clone(),

@@ -155,8 +155,11 @@ impl Store {
         for (key, value) in self.meta.entries(Table::Cache)? {
             let ok = serde_json::from_slice::<Vec<Ref>>(&value)
                 .map(|refs| {
-                    refs.iter()
-                        .all(|r| r.layers.iter().all(|l| recorded.contains(l) && self.layer_dir(l).is_dir()))
+                    refs.iter().all(|r| {
+                        r.layers
+                            .iter()
+                            .all(|l| recorded.contains(l) && self.layer_dir(l).is_dir())
+                    })
                 })
                 .unwrap_or(false);
             if !ok {
@@ -207,6 +210,7 @@ impl Store {
             .map(|l| (Table::Layers, l.as_str(), empty.as_slice()))
             .collect();
         records.push((Table::Cache, key, &value));
+        kiln_content::blobs::failpoint("meta-before-commit");
         self.meta.put_all(&records)?;
         Ok(())
     }

@@ -1,8 +1,8 @@
 //! ExecOp: a command in a container on top of its root mount; the new layer holds what it changed.
 
+use crate::Worker;
 use crate::mounts::{Writable, read_only};
 use crate::store::Ref;
-use crate::Worker;
 use async_trait::async_trait;
 use kiln_proto::pb;
 use kiln_solver::{ExecContext, Inputs, OpError, Operation, Stream};
@@ -95,7 +95,11 @@ impl Operation<Ref> for ExecOperation {
         Ok(super::op_key(&self.op, &keys))
     }
 
-    async fn execute(&self, inputs: &Inputs<'_, Ref>, ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
+    async fn execute(
+        &self,
+        inputs: &Inputs<'_, Ref>,
+        ctx: &ExecContext,
+    ) -> Result<Vec<Ref>, OpError> {
         let (root, binds) = self.mounts()?;
         let base = if root.input >= 0 {
             inputs.result(root.input as usize).await?
@@ -142,7 +146,11 @@ impl Operation<Ref> for ExecOperation {
             rootfs: writable.path.clone(),
             args: meta.args.clone(),
             env: meta.env.clone(),
-            cwd: if meta.cwd.is_empty() { "/".into() } else { meta.cwd.clone() },
+            cwd: if meta.cwd.is_empty() {
+                "/".into()
+            } else {
+                meta.cwd.clone()
+            },
             user: meta.user.clone(),
             hostname,
             network,

@@ -4,9 +4,9 @@
 //! contributes the content checksum of the copied paths, not its own key, so changing or
 //! touching a file no COPY reads does not invalidate the step.
 
+use crate::Worker;
 use crate::mounts::{View, Writable, read_only};
 use crate::store::{Ref, Store};
-use crate::Worker;
 use async_trait::async_trait;
 use kiln_fileop::{ChecksumOpts, FileOpBackend, FileOpError};
 use kiln_proto::pb;
@@ -41,10 +41,11 @@ impl FileOperation {
             // Owners named by user may read /etc/passwd of any input: that input counts whole.
             if let Some(owner) = owners(a) {
                 for u in [&owner.user, &owner.group].into_iter().flatten() {
-                    if let Some(pb::user_opt::User::ByName(n2)) = &u.user {
-                        if n2.input >= 0 && (n2.input as usize) < n {
-                            as_base[n2.input as usize] = true;
-                        }
+                    if let Some(pb::user_opt::User::ByName(n2)) = &u.user
+                        && n2.input >= 0
+                        && (n2.input as usize) < n
+                    {
+                        as_base[n2.input as usize] = true;
                     }
                 }
             }
@@ -97,8 +98,8 @@ impl Operation<Ref> for FileOperation {
                 let view = read_only(&store, &r)?;
                 let mut all = String::new();
                 for (path, opts) in &selectors {
-                    let sum = kiln_fileop::checksum(&view.path, path, opts)
-                        .map_err(|e| e.to_string())?;
+                    let sum =
+                        kiln_fileop::checksum(&view.path, path, opts).map_err(|e| e.to_string())?;
                     all.push_str(&format!("{path}={sum};"));
                 }
                 Ok(all)
@@ -109,7 +110,11 @@ impl Operation<Ref> for FileOperation {
         Ok(super::op_key(&self.op, &keys))
     }
 
-    async fn execute(&self, inputs: &Inputs<'_, Ref>, _ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
+    async fn execute(
+        &self,
+        inputs: &Inputs<'_, Ref>,
+        _ctx: &ExecContext,
+    ) -> Result<Vec<Ref>, OpError> {
         let mut refs = Vec::with_capacity(inputs.len());
         for i in 0..inputs.len() {
             refs.push(inputs.result(i).await?);
@@ -165,7 +170,9 @@ fn run(store: &Store, file: &pb::FileOp, inputs: Vec<Ref>) -> Result<Vec<Ref>, O
         writables: Vec::new(),
     };
     let produced = kiln_fileop::run_file_op(file, inputs.len(), &mut backend);
-    let Backend { writables, views, .. } = backend;
+    let Backend {
+        writables, views, ..
+    } = backend;
     drop(views);
     // Unmount every writable layer, whatever happened, before reporting.
     let mut finished = Vec::new();
@@ -183,7 +190,12 @@ fn run(store: &Store, file: &pb::FileOp, inputs: Vec<Ref>) -> Result<Vec<Ref>, O
     if let Some(e) = first_err {
         return Err(e.into());
     }
-    let count = produced.iter().map(|(i, _)| *i + 1).max().unwrap_or(1).max(1) as usize;
+    let count = produced
+        .iter()
+        .map(|(i, _)| *i + 1)
+        .max()
+        .unwrap_or(1)
+        .max(1) as usize;
     let mut outputs = vec![Ref::scratch(); count];
     for (index, path) in produced {
         let r = finished

@@ -19,10 +19,15 @@ impl Operation<Ref> for MergeOperation {
         Ok(super::op_key(&self.op, &keys))
     }
 
-    async fn execute(&self, inputs: &Inputs<'_, Ref>, _: &ExecContext) -> Result<Vec<Ref>, OpError> {
+    async fn execute(
+        &self,
+        inputs: &Inputs<'_, Ref>,
+        _: &ExecContext,
+    ) -> Result<Vec<Ref>, OpError> {
         let mut layers = Vec::new();
         for m in &self.merge.inputs {
-            let index = usize::try_from(m.input).map_err(|_| format!("merge input {} is negative", m.input))?;
+            let index = usize::try_from(m.input)
+                .map_err(|_| format!("merge input {} is negative", m.input))?;
             if index >= inputs.len() {
                 return Err(format!("merge input {index} does not exist").into());
             }

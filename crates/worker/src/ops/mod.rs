@@ -24,7 +24,9 @@ pub(crate) fn op_key(op: &pb::Op, input_keys: &[String]) -> String {
     )
 }
 
-pub(crate) async fn input_keys(inputs: &Inputs<'_, Ref>) -> Result<Vec<String>, kiln_solver::OpError> {
+pub(crate) async fn input_keys(
+    inputs: &Inputs<'_, Ref>,
+) -> Result<Vec<String>, kiln_solver::OpError> {
     let mut keys = Vec::with_capacity(inputs.len());
     for i in 0..inputs.len() {
         keys.push(inputs.key(i).await?);

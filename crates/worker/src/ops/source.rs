@@ -35,7 +35,13 @@ impl Operation<Ref> for ImageSource {
         // A pinned digest needs no network; a tag is resolved on every build.
         let digest = match &reference.digest {
             Some(d) => d.clone(),
-            None => self.worker.registry.resolve(&reference, &self.platform()).await?.digest,
+            None => {
+                self.worker
+                    .registry
+                    .resolve(&reference, &self.platform())
+                    .await?
+                    .digest
+            }
         };
         Ok(format!(
             "docker-image:{digest}:{}/{}/{}",
@@ -45,13 +51,20 @@ impl Operation<Ref> for ImageSource {
 
     async fn execute(&self, _: &Inputs<'_, Ref>, ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
         let reference = self.parsed()?;
-        let resolved = self.worker.registry.resolve(&reference, &self.platform()).await?;
+        let resolved = self
+            .worker
+            .registry
+            .resolve(&reference, &self.platform())
+            .await?;
         let config: kiln_oci::Image = serde_json::from_slice(&resolved.config)
             .map_err(|e| format!("image config of {}: {e}", self.reference))?;
         let mut layers = Vec::new();
         for (i, desc) in resolved.layers.iter().enumerate() {
             let diff_id = config.rootfs.diff_ids.get(i).cloned().ok_or_else(|| {
-                format!("image {}: config lists fewer diff_ids than the manifest has layers", self.reference)
+                format!(
+                    "image {}: config lists fewer diff_ids than the manifest has layers",
+                    self.reference
+                )
             })?;
             layers.push(self.layer(&reference, desc, &diff_id, ctx).await?);
         }
@@ -72,20 +85,30 @@ impl ImageSource {
     ) -> Result<String, OpError> {
         let store = &self.worker.store;
         let key = format!("layer-blob:{}", desc.digest);
-        if let Some(refs) = store.lookup(&key)? {
-            if let Some(id) = refs.first().and_then(|r| r.layers.first()) {
-                return Ok(id.clone());
-            }
+        if let Some(id) = store
+            .lookup(&key)?
+            .and_then(|refs| refs.first().and_then(|r| r.layers.first().cloned()))
+        {
+            return Ok(id);
         }
-        ctx.progress
-            .send(&ctx.vertex, "", EventKind::Info { message: format!("pulling {}", desc.digest) });
-        let blob = self.worker.registry.fetch_blob(reference, desc, &store.blobs).await?;
+        ctx.progress.send(
+            &ctx.vertex,
+            "",
+            EventKind::Info {
+                message: format!("pulling {}", desc.digest),
+            },
+        );
+        let blob = self
+            .worker
+            .registry
+            .fetch_blob(reference, desc, &store.blobs)
+            .await?;
         let store2 = store.clone();
         let layer = tokio::task::spawn_blocking(move || -> Result<String, OpError> {
             let layer = store2.new_layer()?;
             let file = std::fs::File::open(&blob)?;
             let reader = kiln_oci::layer::decompress(std::io::BufReader::new(file))?;
-            kiln_oci::layer::apply_layer(reader, &layer.dir)?;
+            kiln_oci::layer::apply_layer(FailMidway::new(reader), &layer.dir)?;
             store2.finish_layer(&layer);
             Ok(layer.id)
         })
@@ -118,7 +141,9 @@ pub struct LocalSource {
 fn json_list(attrs: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>, OpError> {
     match attrs.get(key) {
         None => Ok(Vec::new()),
-        Some(v) => serde_json::from_str(v).map_err(|e| format!("source attribute {key}: {e}").into()),
+        Some(v) => {
+            serde_json::from_str(v).map_err(|e| format!("source attribute {key}: {e}").into())
+        }
     }
 }
 
@@ -127,7 +152,11 @@ impl Operation<Ref> for LocalSource {
     async fn cache_key(&self, _: &Inputs<'_, Ref>) -> Result<String, OpError> {
         // The transfer itself is cheap here and what reads it keys on content, so every build
         // takes a fresh copy (see ARCHITECTURE.md: local sources).
-        Ok(format!("local:{}:{:016x}", self.name, rand::random::<u64>()))
+        Ok(format!(
+            "local:{}:{:016x}",
+            self.name,
+            rand::random::<u64>()
+        ))
     }
 
     fn cacheable(&self) -> bool {
@@ -135,10 +164,12 @@ impl Operation<Ref> for LocalSource {
     }
 
     async fn execute(&self, _: &Inputs<'_, Ref>, _: &ExecContext) -> Result<Vec<Ref>, OpError> {
-        let dir = self
-            .dir
-            .clone()
-            .ok_or_else(|| format!("no local directory named {:?} was given (use --local {}=DIR)", self.name, self.name))?;
+        let dir = self.dir.clone().ok_or_else(|| {
+            format!(
+                "no local directory named {:?} was given (use --local {}=DIR)",
+                self.name, self.name
+            )
+        })?;
         let excludes = json_list(&self.attrs, "local.excludepatterns")?;
         let includes = json_list(&self.attrs, "local.includepatterns")?;
         let follow = json_list(&self.attrs, "local.followpaths")?;
@@ -152,5 +183,35 @@ impl Operation<Ref> for LocalSource {
         })
         .await??;
         Ok(vec![r])
+    }
+}
+
+/// Crash tests: `KILN_FAILPOINT=layer-apply-mid` aborts once part of a layer is unpacked.
+struct FailMidway<R> {
+    inner: R,
+    read: u64,
+    armed: bool,
+}
+
+impl<R> FailMidway<R> {
+    fn new(inner: R) -> Self {
+        let armed = std::env::var_os(kiln_content::blobs::FAILPOINT_ENV)
+            .is_some_and(|v| v == "layer-apply-mid");
+        FailMidway {
+            inner,
+            read: 0,
+            armed,
+        }
+    }
+}
+
+impl<R: std::io::Read> std::io::Read for FailMidway<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.read += n as u64;
+        if self.armed && self.read > 64 * 1024 {
+            kiln_content::blobs::failpoint("layer-apply-mid");
+        }
+        Ok(n)
     }
 }

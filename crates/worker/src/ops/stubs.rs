@@ -38,7 +38,10 @@ pub fn remove_empty(paths: &[PathBuf]) {
             continue;
         };
         if meta.is_dir() {
-            if std::fs::read_dir(p).map(|mut d| d.next().is_none()).unwrap_or(false) {
+            if std::fs::read_dir(p)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false)
+            {
                 let _ = std::fs::remove_dir(p);
             }
         } else if meta.len() == 0 {
