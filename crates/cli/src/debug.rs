@@ -19,12 +19,39 @@ pub enum DebugCommand {
 
 pub fn run(cmd: DebugCommand) -> Result<ExitCode> {
     match cmd {
-        DebugCommand::Dockerfile2llb { target: _ } => {
-            anyhow::bail!("debug dockerfile2llb is not available yet")
+        DebugCommand::Dockerfile2llb { target } => {
+            let mut dockerfile = Vec::new();
+            std::io::stdin()
+                .read_to_end(&mut dockerfile)
+                .context("reading the Dockerfile from stdin")?;
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let resolver = kiln_engine::resolver::RegistryResolver::standalone(rt.handle().clone())
+                .map_err(anyhow::Error::msg)?;
+            let opts = kiln_dockerfile::convert::ConvertOptions {
+                target,
+                ..Default::default()
+            };
+            // The converter blocks on the resolver, so it runs off the runtime's threads.
+            let converted = std::thread::scope(|s| {
+                s.spawn(|| {
+                    kiln_dockerfile::convert::dockerfile_to_llb(&dockerfile, &opts, &resolver)
+                })
+                .join()
+            })
+            .map_err(|_| anyhow::anyhow!("the converter panicked"))?
+            .context("<stdin>")?;
+            let bytes = kiln_proto::Message::encode_to_vec(&converted.definition);
+            std::io::stdout().write_all(&bytes)?;
+            Ok(ExitCode::SUCCESS)
         }
         DebugCommand::DumpLlb => {
             let mut input = Vec::new();
-            std::io::stdin().read_to_end(&mut input).context("reading stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut input)
+                .context("reading stdin")?;
             let graph = kiln_llb::load(&input)?;
             let mut out = std::io::stdout().lock();
             for op in graph.ops.values() {

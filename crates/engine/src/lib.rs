@@ -2,7 +2,7 @@
 //! Used in-process by daemonless `kiln build`; the daemon serves the same engine.
 
 mod request;
-mod resolver;
+pub mod resolver;
 mod source_map;
 
 pub use kiln_solver::{Event, EventKind, Progress, Stream};

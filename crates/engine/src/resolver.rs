@@ -35,3 +35,14 @@ impl ImageResolver for RegistryResolver {
         })
     }
 }
+
+impl RegistryResolver {
+    /// A resolver with its own registry client, for callers outside a build (debug tools).
+    pub fn standalone(handle: tokio::runtime::Handle) -> Result<RegistryResolver, String> {
+        Ok(RegistryResolver {
+            registry: Arc::new(kiln_registry::Client::new().map_err(|e| e.to_string())?),
+            handle,
+            progress: Progress::discard(),
+        })
+    }
+}
