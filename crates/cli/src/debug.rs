@@ -30,8 +30,10 @@ pub fn run(cmd: DebugCommand) -> Result<ExitCode> {
                 .context("starting the async runtime")?;
             let resolver = kiln_engine::resolver::RegistryResolver::standalone(rt.handle().clone())
                 .map_err(anyhow::Error::msg)?;
+            // BuildKit's examples/dockerfile2llb passes no source map: neither do we here.
             let opts = kiln_dockerfile::convert::ConvertOptions {
                 target,
+                source_map_filename: String::new(),
                 ..Default::default()
             };
             // The converter blocks on the resolver, so it runs off the runtime's threads.

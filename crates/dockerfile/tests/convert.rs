@@ -100,9 +100,11 @@ fn check_llb(prefix: &str) {
         pb::Definition::decode(std::fs::read(dir.join("llb.pb")).unwrap().as_slice()).unwrap();
     let want = decode_ops(&want_def);
     let (target, _) = case_args(&dir);
+    // llb.pb was written by BuildKit's dockerfile2llb with no SourceMap: no file name.
     let opts = ConvertOptions {
         target,
         local_unique: local_unique(&want),
+        source_map_filename: String::new(),
         ..ConvertOptions::default()
     };
     let dockerfile = std::fs::read(dir.join("Dockerfile")).unwrap();
@@ -125,6 +127,100 @@ fn check_llb(prefix: &str) {
             .unwrap_or_else(|| panic!("{prefix}: no metadata for {d}"));
         assert_eq!(g.description, w.description, "{prefix}: description of {d}");
         assert_eq!(g.caps, w.caps, "{prefix}: caps of {d}");
+    }
+    let (g, w) = (got_def.source.unwrap(), want_def.source.unwrap());
+    assert_eq!(g.infos, w.infos, "{prefix}: source infos");
+    for (d, wl) in &w.locations {
+        assert_eq!(g.locations.get(d), Some(wl), "{prefix}: locations of {d}");
+    }
+    assert_eq!(
+        g.locations.len(),
+        w.locations.len(),
+        "{prefix}: located ops"
+    );
+}
+
+/// The source map of a real build (a file name given): the ops of llb.pb, each from an
+/// instruction placed on that instruction's lines, internal ops on none.
+fn check_source_map(prefix: &str) {
+    let dir = case_dir(prefix);
+    let want_def =
+        pb::Definition::decode(std::fs::read(dir.join("llb.pb")).unwrap().as_slice()).unwrap();
+    let want = decode_ops(&want_def);
+    let (target, _) = case_args(&dir);
+    let opts = ConvertOptions {
+        target,
+        local_unique: local_unique(&want),
+        ..ConvertOptions::default()
+    };
+    let dockerfile = std::fs::read(dir.join("Dockerfile")).unwrap();
+    let def = dockerfile_to_llb(&dockerfile, &opts, &TestResolver)
+        .unwrap_or_else(|e| panic!("{prefix}: {e}"))
+        .definition;
+    let source = def.source.expect("a source map");
+    let info = pb::SourceInfo {
+        filename: "Dockerfile".into(),
+        data: dockerfile.clone(),
+        definition: None,
+        language: "Dockerfile".into(),
+    };
+    assert_eq!(source.infos, [info], "{prefix}: infos");
+    let want_keys: Vec<&String> = want_def.source.as_ref().unwrap().locations.keys().collect();
+    let got_keys: Vec<&String> = source.locations.keys().collect();
+    assert_eq!(got_keys, want_keys, "{prefix}: located ops");
+
+    let text = String::from_utf8(dockerfile).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    for (digest, locs) in &source.locations {
+        let name = want_def.metadata[digest]
+            .description
+            .get("llb.customname")
+            .cloned()
+            .unwrap_or_default();
+        let locs = &locs.locations;
+        if name.starts_with("[internal]") {
+            assert!(locs.is_empty(), "{prefix}: {name} has a location");
+            continue;
+        }
+        assert!(!locs.is_empty(), "{prefix}: {name} has no location");
+        for l in locs {
+            assert_eq!(l.source_index, 0);
+            let starts: Vec<i32> = l.ranges.iter().map(|r| line_of(r, true)).collect();
+            let ends: Vec<i32> = l.ranges.iter().map(|r| line_of(r, false)).collect();
+            assert_eq!(starts, ends, "{prefix}: {name}: one range per line");
+            let first = starts[0];
+            let want_lines: Vec<i32> = (first..first + starts.len() as i32).collect();
+            assert_eq!(starts, want_lines, "{prefix}: {name}: consecutive lines");
+            let first_line = lines[first as usize - 1].trim_start().to_uppercase();
+            assert!(
+                instructions_of(&name)
+                    .iter()
+                    .any(|i| first_line.starts_with(i.as_str())),
+                "{prefix}: {name} placed on line {first}: {first_line}"
+            );
+        }
+    }
+}
+
+/// A range's line; its character must be 0 (BuildKit's parser ranges are whole lines).
+fn line_of(r: &pb::Range, start: bool) -> i32 {
+    let p = if start { &r.start } else { &r.end };
+    let p = p.as_ref().expect("a position");
+    assert_eq!(p.character, 0);
+    p.line
+}
+
+/// The instructions an op's step name allows it to come from: ONBUILD steps are placed on the
+/// FROM of the stage that runs them, and an image source also serves COPY --from=<image>.
+fn instructions_of(name: &str) -> Vec<String> {
+    let step = name.split_once("] ").map_or(name, |(_, s)| s);
+    if step.starts_with("ONBUILD ") {
+        return vec!["FROM".into()];
+    }
+    let step = step.strip_prefix("LINK ").unwrap_or(step);
+    match step.split(' ').next().unwrap_or_default() {
+        "FROM" => vec!["FROM".into(), "COPY".into()],
+        i => vec![i.to_string()],
     }
 }
 
@@ -166,6 +262,9 @@ macro_rules! cases {
         }
         mod config {
             $(#[test] fn $name() { super::check_config($prefix) })*
+        }
+        mod source_map {
+            $(#[test] fn $name() { super::check_source_map($prefix) })*
         }
     };
 }
@@ -226,5 +325,78 @@ fn errors_name_the_problem() {
     assert!(
         e.contains("variable expansion is not supported for --from"),
         "{e}"
+    );
+}
+
+/// Step name -> the lines of each location of its op, for a real build of a case.
+fn located_lines(prefix: &str) -> BTreeMap<String, Vec<Vec<i32>>> {
+    let dir = case_dir(prefix);
+    let opts = ConvertOptions {
+        local_unique: Some("x".into()),
+        ..ConvertOptions::default()
+    };
+    let dockerfile = std::fs::read(dir.join("Dockerfile")).unwrap();
+    let def = dockerfile_to_llb(&dockerfile, &opts, &TestResolver)
+        .unwrap()
+        .definition;
+    let source = def.source.unwrap();
+    source
+        .locations
+        .iter()
+        .map(|(d, l)| {
+            let name = def.metadata[d].description["llb.customname"].clone();
+            let name = name
+                .split_once("] ")
+                .map_or(name.clone(), |(_, s)| s.to_string());
+            let lines = l
+                .locations
+                .iter()
+                .map(|l| l.ranges.iter().map(|r| line_of(r, true)).collect())
+                .collect();
+            (name, lines)
+        })
+        .collect()
+}
+
+#[test]
+fn continuation_lines_and_heredoc_bodies_are_part_of_the_range() {
+    let one = located_lines("01-");
+    assert_eq!(one["WORKDIR /opt/greeter"], [vec![6]]);
+    assert_eq!(one["COPY bin/greet.sh ./bin/"], [vec![7]]);
+    let run = one.keys().find(|k| k.starts_with("RUN chmod")).unwrap();
+    assert_eq!(one[run], [vec![9, 10, 11, 12, 13]]);
+    assert_eq!(one["WORKDIR .."], [vec![16]]);
+
+    let six = located_lines("06-");
+    assert_eq!(
+        six["RUN <<EOF (mkdir -p /hd...)"],
+        [vec![9, 10, 11, 12, 13]]
+    );
+    assert_eq!(six["RUN cat > /hd/dash.txt <<-EOT"], [vec![26, 27, 28, 29]]);
+    assert_eq!(
+        six["COPY <<one.txt <<two.txt /hd/multi/"],
+        [vec![56, 57, 58, 59, 60]]
+    );
+    assert_eq!(
+        six["RUN /usr/local/bin/hello > /hd/hello-output.txt"],
+        [vec![68]]
+    );
+}
+
+#[test]
+fn shared_ops_list_every_instruction_and_onbuild_steps_point_at_their_from() {
+    // One image source op serves both FROMs and the COPY --from=<image>, in marshal order.
+    let two = located_lines("02-");
+    let from = two.keys().find(|k| k.starts_with("FROM ")).unwrap();
+    assert_eq!(two[from], [vec![24], vec![7], vec![30]]);
+    let seven = located_lines("07-");
+    let trigger = seven.keys().find(|k| k.starts_with("ONBUILD RUN")).unwrap();
+    assert_eq!(seven[trigger], [vec![10]]);
+    // COPY --link: the copy and its merge both come from the COPY.
+    let fourteen = located_lines("14-");
+    assert_eq!(fourteen["COPY --link linked.txt /srv/linked/"], [vec![9]]);
+    assert_eq!(
+        fourteen["LINK COPY --link linked.txt /srv/linked/"],
+        [vec![9]]
     );
 }

@@ -23,9 +23,15 @@ fn location(graph: &LoadedGraph, vertex: &str) -> Option<String> {
     let locations = source.locations.get(vertex)?;
     let loc = locations.locations.first()?;
     let info = source.infos.get(loc.source_index as usize)?;
-    let range = loc.ranges.first()?;
-    let start = range.start.as_ref()?.line;
-    let end = range.end.as_ref().map(|p| p.line).unwrap_or(start);
+    // BuildKit's Dockerfile frontend writes one range per line of a multi-line instruction,
+    // so the span runs from the first range's start to the last one's end.
+    let start = loc.ranges.first()?.start.as_ref()?.line;
+    let end = loc
+        .ranges
+        .iter()
+        .filter_map(|r| r.end.as_ref().map(|p| p.line))
+        .max()
+        .unwrap_or(start);
     Some(if end > start {
         format!("{}:{start}-{end}", info.filename)
     } else {

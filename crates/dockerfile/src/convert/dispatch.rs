@@ -329,6 +329,9 @@ pub(crate) fn workdir(
         };
         let md = ops::metadata(&[("llb.customname", &name)], &["file.base"]);
         let out = ops::file_op(d.state.out.as_ref(), vec![FileAction::Mkdir(mkdir)], md);
+        if let Some(m) = meta {
+            d.locations.add(&out, m.start_line, m.end_line);
+        }
         d.state.out = Some(out);
         with_layer = true;
     }
@@ -444,6 +447,7 @@ fn run_cmd(d: &mut DState, meta: &Meta, c: CmdLine, ctx: &DispatchCtx) -> Res<()
         &caps,
     );
     let out = ops::exec(&d.state, args.clone(), &platform, extra, md);
+    d.locations.add(&out, meta.start_line, meta.end_line);
     d.state.out = Some(out);
     let msg = format!("RUN {}", run_command_string(&args, &d.build_args, &env));
     commit(d, msg, true, true);
@@ -616,14 +620,24 @@ fn copy_impl(
         };
         md.progress_group = Some(group(true));
         let copied = ops::file_op(None, actions, md);
+        let lines = (c.meta.start_line, c.meta.end_line);
+        d.locations.add(&copied, lines.0, lines.1);
         d.cmd_index -= 1;
         let link_name = d.prefix(&format!("LINK {}", display(ctx.shlex, &c.meta.code, &env)));
         let mut mmd = ops::metadata(&[("llb.customname", &link_name)], &["mergeop"]);
         mmd.progress_group = Some(group(false));
-        d.state.out = ops::merge(vec![d.state.out.clone(), Some(copied)], mmd);
+        let merged = ops::merge(vec![d.state.out.clone(), Some(copied.clone())], mmd);
+        // A merge onto scratch is the copy itself, which already has its location.
+        if let Some(m) = &merged
+            && !std::sync::Arc::ptr_eq(&m.vertex, &copied.vertex)
+        {
+            d.locations.add(m, lines.0, lines.1);
+        }
+        d.state.out = merged;
     } else {
         let md = ops::metadata(&[("llb.customname", &name)], &["file.base"]);
         let out = ops::file_op(d.state.out.as_ref(), actions, md);
+        d.locations.add(&out, c.meta.start_line, c.meta.end_line);
         d.state.out = Some(out);
     }
     commit(d, msg, true, true);

@@ -6,6 +6,7 @@
 
 mod dispatch;
 mod ops;
+mod source_map;
 mod stages;
 mod util;
 
@@ -30,6 +31,8 @@ pub struct ConvertOptions {
     /// without a session.
     pub local_unique: Option<String>,
     pub shared_key_hint: String,
+    /// The Dockerfile's name in the Definition's source map. Empty means no source map, as
+    /// BuildKit's `dockerfile2llb` with no `SourceMap`: every op is listed with no location.
     pub source_map_filename: String,
 }
 
@@ -117,8 +120,16 @@ pub fn dockerfile_to_llb(
         &unique,
     );
     let second = stages::convert(&parsed, opts, resolver, ctx)?;
+    let (mut definition, visited) = ops::marshal(second.output.as_ref());
+    if second.output.is_some() {
+        let file = (!opts.source_map_filename.is_empty()).then(|| source_map::SourceFile {
+            filename: &opts.source_map_filename,
+            data: dockerfile,
+        });
+        definition.source = Some(source_map::build(&visited, &second.locations, file));
+    }
     Ok(Converted {
-        definition: ops::marshal(second.output.as_ref()),
+        definition,
         image: second.image,
     })
 }

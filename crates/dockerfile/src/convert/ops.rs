@@ -323,13 +323,17 @@ pub(crate) fn chown_opt(spec: &str) -> Option<pb::ChownOpt> {
 /// Marshals the graph ending in `result` as BuildKit's client does: inputs before the ops that
 /// read them, in the client's visiting order (a file op visits its base, then the sources of
 /// its actions from last to first), every op once, and the metadata of vertices that share a
-/// digest merged in visiting order (later descriptions win).
-pub(crate) fn marshal(result: Option<&Output>) -> pb::Definition {
+/// digest merged in visiting order (later descriptions win). Also returns the vertices in
+/// visiting order, each object once, for the source map.
+pub(crate) fn marshal(result: Option<&Output>) -> (pb::Definition, Vec<Arc<Vertex>>) {
     let mut def = pb::Definition::default();
-    let Some(out) = result else { return def };
+    let mut visited = Vec::new();
+    let Some(out) = result else {
+        return (def, visited);
+    };
     let mut seen = HashSet::new();
     let mut written = HashSet::new();
-    visit(&out.vertex, &mut seen, &mut written, &mut def);
+    visit(&out.vertex, &mut seen, &mut written, &mut def, &mut visited);
     let terminal = pb::Op {
         inputs: vec![pb::Input {
             digest: out.vertex.digest().to_string(),
@@ -344,7 +348,7 @@ pub(crate) fn marshal(result: Option<&Output>) -> pb::Definition {
     def.def.push(kiln_proto::marshal_op(&terminal));
     def.metadata
         .insert(kiln_llb::op_digest(&terminal), metadata(&[], &caps));
-    def
+    (def, visited)
 }
 
 /// The order BuildKit's client walks a vertex's inputs in.
@@ -376,15 +380,17 @@ fn visit(
     seen: &mut HashSet<usize>,
     written: &mut HashSet<String>,
     def: &mut pb::Definition,
+    visited: &mut Vec<Arc<Vertex>>,
 ) {
     let key = Arc::as_ptr(v) as usize;
     if seen.contains(&key) {
         return;
     }
     for i in visit_order(v) {
-        visit(&i.vertex, seen, written, def);
+        visit(&i.vertex, seen, written, def, visited);
     }
     seen.insert(key);
+    visited.push(v.clone());
     let m = def.metadata.entry(v.digest().to_string()).or_default();
     let md = v.metadata();
     m.ignore_cache |= md.ignore_cache;

@@ -3,6 +3,7 @@
 
 use super::dispatch::{self, DispatchCtx};
 use super::ops::{self, LState};
+use super::source_map::Recorded;
 use super::util::{NoEnv, StateEnv, normalize_ref};
 use super::{ConvertError, ConvertOptions, ImageResolver};
 use crate::instructions::{self, Command, Instruction, KeyValuePairOptional, Stage};
@@ -43,6 +44,8 @@ pub(crate) struct DState {
     pub cmd_total: usize,
     pub cmd_is_onbuild: bool,
     pub cmd_set: bool,
+    /// Instruction lines of the ops this stage made, for the source map.
+    pub locations: Recorded,
 }
 
 impl DState {
@@ -70,6 +73,7 @@ pub(crate) struct Pass {
     pub output: Option<Output>,
     pub image: kiln_oci::Image,
     pub context_paths: Vec<String>,
+    pub locations: Recorded,
 }
 
 /// The automatic platform ARGs (`TARGETPLATFORM`, `BUILDARCH`, ...) in BuildKit's order.
@@ -346,6 +350,10 @@ pub(crate) fn convert(
         ctx_paths.extend(states[i].ctx_paths.iter().cloned());
     }
 
+    let mut locations = Recorded::default();
+    for d in &states {
+        locations.extend(&d.locations);
+    }
     let t = &mut states[target];
     for (k, v) in &opts.labels {
         t.image.config.labels.insert(k.clone(), v.clone());
@@ -362,6 +370,7 @@ pub(crate) fn convert(
         output: t.state.out.clone(),
         image: t.image.clone(),
         context_paths,
+        locations,
     })
 }
 
@@ -569,6 +578,7 @@ fn resolve_base_image(
             &["source.image"],
         );
         let out = ops::image_source(&format!("docker-image://{reference}"), &platform, md);
+        d.locations.add(&out, d.stage.start_line, d.stage.end_line);
         d.state = LState::new(Some(out));
     }
     d.platform = Some(platform);
