@@ -17,6 +17,7 @@ use crate::fsops::{Time, chmod, fix_created_dirs, mkdir_all, set_times};
 use crate::mode::ModeSet;
 use crate::pattern::{MatchInfo, PatternMatcher, resolve_wildcards};
 use crate::resolve::{clean, clean_keep_trailing, display, resolve, root_path};
+use crate::unpack::unpack;
 
 /// Options of one fsutil copy, decoded from a `FileActionCopy`.
 #[derive(Default)]
@@ -90,37 +91,14 @@ pub fn copy_action(
         vec![clean(&src_path)]
     };
     for s in sources {
-        if a.attempt_unpack_docker_compatibility && is_archive(&root_path(src_root, &s, true)?) {
-            return Err(FileOpError::Unsupported {
-                path: s,
-                what: "unpacking archives (ADD)",
-            });
+        if a.attempt_unpack_docker_compatibility
+            && unpack(src_root, &s, dest_root, &dest_path, owner, opts.utime)?
+        {
+            continue;
         }
         copy(src_root, &s, dest_root, &dest_path, &opts)?;
     }
     Ok(())
-}
-
-/// A tar (plain or compressed) by its magic bytes; anything else is copied.
-fn is_archive(p: &Path) -> bool {
-    use std::io::Read;
-    let Ok(meta) = fs::symlink_metadata(p) else {
-        return false;
-    };
-    if !meta.is_file() {
-        return false;
-    }
-    let mut head = [0u8; 512];
-    let Ok(mut f) = fs::File::open(p) else {
-        return false;
-    };
-    let n = f.read(&mut head).unwrap_or(0);
-    let h = &head[..n];
-    h.starts_with(&[0x1f, 0x8b])
-        || h.starts_with(b"BZh")
-        || h.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0])
-        || h.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
-        || (n >= 262 && &h[257..262] == b"ustar")
 }
 
 /// fsutil's `Copy` of one source path `src` (root-relative) to `dst`

@@ -42,6 +42,9 @@ pub enum FileOpError {
     /// A copy would need something not implemented yet.
     #[error("{path}: {what} is not supported yet")]
     Unsupported { path: String, what: &'static str },
+    /// An archive that ADD unpacks holds an entry it cannot extract.
+    #[error("{path}: {reason}")]
+    Archive { path: String, reason: String },
     /// The action at `index` failed.
     #[error("file action {index} ({kind}) failed")]
     Action {

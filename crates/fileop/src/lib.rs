@@ -11,6 +11,8 @@ mod mode;
 mod op;
 mod pattern;
 mod resolve;
+mod tarstream;
+mod unpack;
 
 pub use checksum::{ChecksumOpts, checksum};
 pub use chown::{Owner, resolve_owner};

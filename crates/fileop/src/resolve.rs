@@ -57,7 +57,12 @@ pub fn clean_keep_trailing(p: &str) -> String {
 /// when `follow_final`, in the last one too. Components that do not exist are
 /// kept literally, so the result can name a path still to be created.
 pub fn resolve(root: &Path, path: &str, follow_final: bool) -> Result<PathBuf> {
-    let mut pending: VecDeque<OsString> = split(path.as_bytes()).collect();
+    resolve_bytes(root, path.as_bytes(), follow_final)
+}
+
+/// `resolve` for a path that need not be UTF-8 (names read from archives).
+pub(crate) fn resolve_bytes(root: &Path, path: &[u8], follow_final: bool) -> Result<PathBuf> {
+    let mut pending: VecDeque<OsString> = split(path).collect();
     let mut cur = root.to_path_buf();
     let mut depth = 0usize;
     let mut links = 0usize;
@@ -82,7 +87,10 @@ pub fn resolve(root: &Path, path: &str, follow_final: bool) -> Result<PathBuf> {
         }
         links += 1;
         if links > MAX_LINKS {
-            return Err(FileOpError::TooManyLinks { path: clean(path) });
+            let shown = String::from_utf8_lossy(path);
+            return Err(FileOpError::TooManyLinks {
+                path: clean(&shown),
+            });
         }
         let target =
             fs::read_link(&cur).map_err(|e| FileOpError::io("readlink", display(root, &cur), e))?;

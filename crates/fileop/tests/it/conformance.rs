@@ -370,3 +370,24 @@ fn case_02_copy_from_stages_and_scratch() {
         p.starts_with("app") && p != "app/manifest.txt"
     });
 }
+
+#[test]
+fn case_10_add_tarballs() {
+    fn hook(i: usize, root: &Path) {
+        if i == 0 {
+            // RUN mkdir -p /opt/merge/pkg/etc && echo existing > .../existing.conf
+            //     && echo old > /opt/merge/TOP.txt
+            let etc = root.join("opt/merge/pkg/etc");
+            fs::create_dir_all(&etc).unwrap();
+            for d in ["opt/merge", "opt/merge/pkg", "opt/merge/pkg/etc"] {
+                fs::set_permissions(root.join(d), fs::Permissions::from_mode(0o755)).unwrap();
+            }
+            fs::write(etc.join("existing.conf"), "existing\n").unwrap();
+            fs::write(root.join("opt/merge/TOP.txt"), "old\n").unwrap();
+            for f in ["opt/merge/pkg/etc/existing.conf", "opt/merge/TOP.txt"] {
+                fs::set_permissions(root.join(f), fs::Permissions::from_mode(0o644)).unwrap();
+            }
+        }
+    }
+    check("10-add-tarballs", hook, &|p: &str| p.starts_with("opt"));
+}

@@ -5,3 +5,4 @@ mod checksum;
 mod conformance;
 mod context;
 mod ops;
+mod unpack;
