@@ -31,13 +31,17 @@ pub(crate) fn parse_challenges(header: &str) -> Vec<Challenge> {
                 c.params.insert(token.to_ascii_lowercase(), value);
             }
             s = rest;
+        } else if token.is_empty() {
+            // A stray `=`: skip it so the loop always advances.
+            let mut chars = s.chars();
+            chars.next();
+            s = chars.as_str();
         } else {
-            if !token.is_empty() {
-                out.push(Challenge {
-                    scheme: token.to_ascii_lowercase(),
-                    params: BTreeMap::new(),
-                });
-            }
+            let scheme = token.to_ascii_lowercase();
+            out.push(Challenge {
+                scheme,
+                params: BTreeMap::new(),
+            });
             s = after;
         }
         s = s.trim_start_matches(|c: char| c == ',' || c.is_whitespace());

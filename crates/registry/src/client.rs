@@ -727,7 +727,11 @@ fn select_platform(
             let available: Vec<String> = parsed
                 .manifests
                 .iter()
-                .filter_map(|d| d.platform.as_ref().map(|p| p.to_string()))
+                .filter_map(|d| {
+                    d.platform.as_ref().map(|p| {
+                        types::platform_string(&p.os, &p.architecture, p.variant.as_deref())
+                    })
+                })
                 .collect();
             Err(RegistryError::NoMatchingPlatform {
                 reference: reference.to_string(),

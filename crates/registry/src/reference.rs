@@ -385,12 +385,12 @@ mod tests {
             "Example/app:latest",
         );
         check(
-            "a__b.c-d---e/f",
+            "a__b-c---d/e.f_g",
             "docker.io",
-            "a__b.c-d---e/f",
+            "a__b-c---d/e.f_g",
             Some("latest"),
             None,
-            "docker.io/a__b.c-d---e/f:latest",
+            "docker.io/a__b-c---d/e.f_g:latest",
         );
         let at = format!("busybox@{D}");
         check(
@@ -419,6 +419,7 @@ mod tests {
             "BusyBox",
             "busybox:",
             "busybox:-tag",
+            "a__b.c/d",
             "busybox:a/b",
             "busy//box",
             "busybox/",

@@ -1,10 +1,9 @@
-//! Minimal distribution formats the client needs: descriptors, manifests, indexes, platforms.
-//!
-//! NOTE(lead): kiln-oci does not have `Descriptor`/`Manifest`/`Index` yet. These are stand-ins
-//! with the same JSON shape; once kiln-oci has them, replace these with re-exports from there.
+//! What the client needs beyond kiln-oci's formats: the platform it is asked for, platform
+//! matching against index entries, and a probe telling manifests from indexes.
 
+pub use kiln_oci::Descriptor;
+pub(crate) use kiln_oci::{Index, Manifest};
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 
 pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -19,22 +18,8 @@ application/vnd.oci.image.manifest.v1+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
 application/vnd.docker.distribution.manifest.v2+json";
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Descriptor {
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    pub digest: String,
-    /// Unsigned: a negative size in a manifest fails to parse instead of wrapping.
-    pub size: u64,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub urls: Vec<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub annotations: BTreeMap<String, String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub platform: Option<Platform>,
-}
-
-/// A target platform, as in image indexes (`os`, `architecture`, `variant`).
+/// The platform asked for (`os`, `architecture`, `variant`); index entries carry the fuller
+/// `kiln_oci::Platform`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Platform {
     #[serde(default)]
@@ -67,11 +52,19 @@ impl Platform {
 
 impl std::fmt::Display for Platform {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        match self.variant.as_deref() {
-            Some(v) if !v.is_empty() => write!(f, "/{v}"),
-            _ => Ok(()),
-        }
+        f.write_str(&platform_string(
+            &self.os,
+            &self.architecture,
+            self.variant.as_deref(),
+        ))
+    }
+}
+
+/// `os/arch[/variant]`.
+pub(crate) fn platform_string(os: &str, arch: &str, variant: Option<&str>) -> String {
+    match variant {
+        Some(v) if !v.is_empty() => format!("{os}/{arch}/{v}"),
+        _ => format!("{os}/{arch}"),
     }
 }
 
@@ -119,7 +112,7 @@ fn variant_level(v: &str) -> Option<u32> {
 
 /// How well an index entry fits `want`: `Some(0)` exactly, higher for older compatible variants
 /// (an amd64/v3 host runs v2, v1 and variant-less images; arm/v7 runs v6 and v5), `None` not at all.
-pub(crate) fn platform_rank(want: &Platform, have: &Platform) -> Option<u32> {
+pub(crate) fn platform_rank(want: &Platform, have: &kiln_oci::Platform) -> Option<u32> {
     if have.os == "unknown" || have.architecture == "unknown" || have.os != want.os {
         return None;
     }
@@ -161,19 +154,6 @@ pub(crate) struct Probe {
     pub config: Option<serde_json::Value>,
 }
 
-#[derive(Debug, Deserialize)]
-pub(crate) struct Manifest {
-    pub config: Descriptor,
-    #[serde(default)]
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Debug, Deserialize)]
-pub(crate) struct Index {
-    #[serde(default)]
-    pub manifests: Vec<Descriptor>,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -184,36 +164,46 @@ mod tests {
         Platform::new(os, arch, it.next())
     }
 
+    fn e(s: &str) -> kiln_oci::Platform {
+        let want = p(s);
+        kiln_oci::Platform {
+            os: want.os,
+            architecture: want.architecture,
+            variant: want.variant,
+            ..Default::default()
+        }
+    }
+
     #[test]
     fn platform_matching() {
-        assert_eq!(platform_rank(&p("linux/amd64"), &p("linux/amd64")), Some(0));
+        assert_eq!(platform_rank(&p("linux/amd64"), &e("linux/amd64")), Some(0));
         assert_eq!(
-            platform_rank(&p("linux/amd64"), &p("linux/x86_64")),
+            platform_rank(&p("linux/amd64"), &e("linux/x86_64")),
             Some(0)
         );
         assert_eq!(
-            platform_rank(&p("linux/amd64"), &p("linux/amd64/v1")),
+            platform_rank(&p("linux/amd64"), &e("linux/amd64/v1")),
             Some(0)
         );
         assert_eq!(
-            platform_rank(&p("linux/amd64/v3"), &p("linux/amd64")),
+            platform_rank(&p("linux/amd64/v3"), &e("linux/amd64")),
             Some(2)
         );
-        assert_eq!(platform_rank(&p("linux/amd64"), &p("linux/amd64/v3")), None);
+        assert_eq!(platform_rank(&p("linux/amd64"), &e("linux/amd64/v3")), None);
         assert_eq!(
-            platform_rank(&p("linux/arm64"), &p("linux/arm64/v8")),
+            platform_rank(&p("linux/arm64"), &e("linux/arm64/v8")),
             Some(0)
         );
-        assert_eq!(platform_rank(&p("linux/arm"), &p("linux/arm/v7")), Some(0));
+        assert_eq!(platform_rank(&p("linux/arm"), &e("linux/arm/v7")), Some(0));
         assert_eq!(
-            platform_rank(&p("linux/arm/v7"), &p("linux/arm/v6")),
+            platform_rank(&p("linux/arm/v7"), &e("linux/arm/v6")),
             Some(1)
         );
-        assert_eq!(platform_rank(&p("linux/arm/v6"), &p("linux/arm/v7")), None);
-        assert_eq!(platform_rank(&p("linux/amd64"), &p("linux/arm64")), None);
-        assert_eq!(platform_rank(&p("linux/amd64"), &p("windows/amd64")), None);
+        assert_eq!(platform_rank(&p("linux/arm/v6"), &e("linux/arm/v7")), None);
+        assert_eq!(platform_rank(&p("linux/amd64"), &e("linux/arm64")), None);
+        assert_eq!(platform_rank(&p("linux/amd64"), &e("windows/amd64")), None);
         assert_eq!(
-            platform_rank(&p("linux/amd64"), &p("unknown/unknown")),
+            platform_rank(&p("linux/amd64"), &e("unknown/unknown")),
             None
         );
     }
