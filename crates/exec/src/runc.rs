@@ -175,7 +175,12 @@ impl Runc {
     /// and removes their bundles. Returns the ids it cleaned up.
     pub async fn sweep(&self) -> Result<Vec<String>, ExecError> {
         let mut swept = Vec::new();
-        if self.state_root.is_dir() {
+        // runc keeps a directory per container under its root: with none, there is nothing to
+        // sweep and no need to start runc (this keeps a cached rebuild fast).
+        let has_containers = std::fs::read_dir(&self.state_root)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false);
+        if has_containers {
             let out = self
                 .command()
                 .args(["list", "-q"])

@@ -76,6 +76,8 @@ pub struct Store {
     root: PathBuf,
     pub meta: MetaDb,
     pub blobs: BlobStore,
+    /// Layers made by this process and not (yet) named by a cache record.
+    pending: std::sync::Mutex<HashSet<String>>,
     _lock: StoreLock,
 }
 
@@ -102,6 +104,7 @@ impl Store {
             root: root.to_path_buf(),
             meta,
             blobs,
+            pending: Default::default(),
             _lock: lock,
         };
         store.recover()?;
@@ -178,6 +181,7 @@ impl Store {
         let base = self.root.join("snapshots").join(&id);
         let dir = base.join("fs");
         let work = base.join("work");
+        self.pending_layers().insert(id.clone());
         for d in [&dir, &work] {
             std::fs::create_dir_all(d).map_err(|source| StoreError::Create {
                 path: d.clone(),
@@ -212,7 +216,27 @@ impl Store {
         records.push((Table::Cache, key, &value));
         kiln_content::blobs::failpoint("meta-before-commit");
         self.meta.put_all(&records)?;
+        let mut pending = self.pending_layers();
+        for r in refs {
+            for l in r.layers.iter() {
+                pending.remove(l);
+            }
+        }
         Ok(())
+    }
+
+    fn pending_layers(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Removes the layers this process made that no cache record names: what a failed or
+    /// cancelled build, or an uncached source, leaves. Call it when no build is running (the
+    /// daemon will need per-build leases instead).
+    pub fn discard_pending(&self) {
+        let ids: Vec<String> = self.pending_layers().drain().collect();
+        for id in ids {
+            remove_tree(&self.root.join("snapshots").join(&id));
+        }
     }
 
     pub fn lookup(&self, key: &str) -> Result<Option<Vec<Ref>>, StoreError> {
