@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Runs every test: unit and integration tests of all crates (real runc, registry, skopeo, umoci;
-# needs root), then the public conformance cases against a release build of kiln.
+# Runs every test: unit and integration tests of all crates (real runc, overlay mounts, a real
+# registry, skopeo and umoci; needs root), then the public conformance cases through the
+# conformance runner, with the kiln binary the tests built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --locked
-cargo build --release --locked -p kiln
-bin=${CARGO_TARGET_DIR:-target}/release/kiln
-export KILN_ROOT=$(mktemp -d /var/tmp/kiln-cases.XXXXXX)
-trap 'rm -rf "$KILN_ROOT"' EXIT
-conformance/tools/run-cases.sh "$(realpath "$bin")" 01-single-stage-app 02-multistage-target 03-arg-env-expansion 05-dockerignore 09-workdir-user
+bin=${CARGO_TARGET_DIR:-target}/debug/kiln
+root=$(mktemp -d /var/tmp/kiln-cases.XXXXXX)
+trap 'rm -rf "$root"' EXIT
+KILN_ROOT=$root conformance/tools/run-cases.sh "$(realpath "$bin")" \
+  01-single-stage-app 02-multistage-target 03-arg-env-expansion 04-copy-corners 05-dockerignore \
+  06-heredocs 07-metadata 08-whiteouts 09-workdir-user 12-links-fifo-modes 13-platform-args \
+  14-copy-link-parents

@@ -1,15 +1,24 @@
-//! `kiln build`: flags to a solve request, the engine in-process, progress on stderr.
+//! `kiln build`: flags to a Control API solve request, sent to the engine in-process over an
+//! in-memory gRPC channel (kilnd will be the same call on a socket); progress on stderr.
 
+use crate::client;
 use crate::flags;
 use crate::progress::{Display, Mode};
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use kiln_engine::{Engine, EngineConfig, SolveRequest};
+use kiln_engine::control::{ControlClient, LocalSession};
+use kiln_engine::{Engine, EngineConfig, ExportKind};
+use kiln_proto::control;
+use kiln_proto::pb;
+use kiln_proto::prost::Message;
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Read};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
+use tonic::Code;
+use tonic::transport::Channel;
 
 #[derive(Args)]
 pub struct BuildArgs {
@@ -57,57 +66,89 @@ pub struct BuildArgs {
     pub runtime: PathBuf,
 }
 
+/// A build request as the Control API carries it, and the session that serves its local
+/// directories and export destinations.
+pub struct Planned {
+    pub request: control::SolveRequest,
+    pub session: LocalSession,
+}
+
 /// The request both spellings resolve to.
-pub fn request(args: &BuildArgs) -> Result<SolveRequest> {
-    let mut req = SolveRequest {
-        no_cache: args.no_cache,
-        parallelism: args.parallelism,
-        ..Default::default()
-    };
+pub fn request(args: &BuildArgs) -> Result<Planned> {
+    let mut req = control::SolveRequest::default();
+    let mut session = LocalSession::default();
+    if args.no_cache {
+        // buildctl's spelling: an empty list of stages means every step.
+        req.frontend_attrs.insert("no-cache".into(), String::new());
+    }
     for l in &args.local {
         let (name, dir) = flags::key_value(l, "--local")?;
-        req.locals.insert(name, absolute(Path::new(&dir))?);
+        session.locals.insert(name, absolute(Path::new(&dir))?);
     }
     for o in &args.opt {
         let (k, v) = flags::key_value(o, "--opt")?;
-        req.frontend_opts.insert(k, v);
+        req.frontend_attrs.insert(k, v);
     }
     if let Some(context) = &args.context {
-        if args.frontend.as_deref().is_some_and(|f| f != "dockerfile.v0") {
-            bail!("a CONTEXT argument builds a Dockerfile; it cannot be combined with --frontend {:?}", args.frontend);
+        if args
+            .frontend
+            .as_deref()
+            .is_some_and(|f| f != "dockerfile.v0")
+        {
+            bail!(
+                "a CONTEXT argument builds a Dockerfile; it cannot be combined with --frontend {:?}",
+                args.frontend
+            );
         }
-        req.frontend = Some("dockerfile.v0".into());
+        req.frontend = "dockerfile.v0".into();
         let context = absolute(context)?;
         let file = match &args.file {
             Some(f) => absolute(f)?,
             None => context.join("Dockerfile"),
         };
-        let dir = file.parent().map(Path::to_path_buf).unwrap_or_else(|| context.clone());
+        let dir = file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| context.clone());
         let name = file
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_else(|| "Dockerfile".into());
-        req.locals.insert("context".into(), context);
-        req.locals.insert("dockerfile".into(), dir);
-        req.frontend_opts.insert("filename".into(), name);
+        session.locals.insert("context".into(), context);
+        session.locals.insert("dockerfile".into(), dir);
+        req.frontend_attrs.insert("filename".into(), name);
     } else if let Some(f) = &args.frontend {
-        req.frontend = Some(f.clone());
+        req.frontend = f.clone();
     }
     if let Some(t) = &args.target {
-        req.frontend_opts.insert("target".into(), t.clone());
+        req.frontend_attrs.insert("target".into(), t.clone());
     }
     for a in &args.build_args {
         let (k, v) = flags::key_value(a, "--build-arg")?;
-        req.frontend_opts.insert(format!("build-arg:{k}"), v);
+        req.frontend_attrs.insert(format!("build-arg:{k}"), v);
     }
     for a in &args.labels {
         let (k, v) = flags::key_value(a, "--label")?;
-        req.frontend_opts.insert(format!("label:{k}"), v);
+        req.frontend_attrs.insert(format!("label:{k}"), v);
     }
     for o in &args.outputs {
-        req.exports.push(flags::output(o)?);
+        let export = flags::output(o)?;
+        let kind = match export.kind {
+            ExportKind::Oci => "oci",
+            ExportKind::Tar => "tar",
+            ExportKind::Local => "local",
+        };
+        // The destination stays on the client's side, as BuildKit's session keeps it.
+        req.exporters.push(control::Exporter {
+            r#type: kind.into(),
+            attrs: export.attrs,
+        });
+        session.exports.push(export.dest);
     }
-    Ok(req)
+    Ok(Planned {
+        request: req,
+        session,
+    })
 }
 
 fn absolute(p: &Path) -> Result<PathBuf> {
@@ -115,16 +156,23 @@ fn absolute(p: &Path) -> Result<PathBuf> {
 }
 
 pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
-    let mut req = request(&args)?;
-    if req.frontend.is_none() {
+    let Planned {
+        request: mut req,
+        session,
+    } = request(&args)?;
+    if req.frontend.is_empty() {
         let mut stdin = std::io::stdin();
         if stdin.is_terminal() {
-            bail!("no build given: pass a CONTEXT directory, --frontend dockerfile.v0, or an LLB definition on stdin");
+            bail!(
+                "no build given: pass a CONTEXT directory, --frontend dockerfile.v0, or an LLB definition on stdin"
+            );
         }
         let mut def = Vec::new();
         stdin
             .read_to_end(&mut def)
             .context("reading the LLB definition from stdin")?;
+        let def = pb::Definition::decode(def.as_slice())
+            .context("reading the LLB definition from stdin: not a serialized pb.Definition")?;
         req.definition = Some(def);
     }
     let mode = Mode::parse(&args.progress)?;
@@ -151,20 +199,21 @@ pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
         })
         .await
         .with_context(|| format!("opening the store at {}", root.display()))?;
-        let (progress, events) = kiln_engine::Progress::channel();
-        let display = tokio::spawn(Display::new(mode).run(events));
+        let client = client::connect(Arc::new(engine)).await?;
+        let guard = client.sessions.register(session);
+        req.session = guard.id().to_string();
+        req.r#ref = format!("{:025x}", rand::random::<u128>() >> 28);
         let cancel = CancellationToken::new();
         let signals = tokio::spawn(cancel_on_signal(cancel.clone()));
-        let result = engine.solve(req, progress, cancel.clone()).await;
+        let result = solve(client.control, req, Display::new(mode), cancel).await;
         signals.abort();
-        let _ = display.await;
         let response = match result {
             Ok(r) => r,
-            Err(kiln_engine::EngineError::Cancelled) => {
+            Err(status) if status.code() == Code::Cancelled => {
                 eprintln!("error: build cancelled");
                 return Ok(ExitCode::from(130));
             }
-            Err(e) => return Err(e.into()),
+            Err(status) => bail!("{}", status.message()),
         };
         if let Some(path) = &args.metadata_file {
             let json: BTreeMap<_, serde_json::Value> = response
@@ -186,10 +235,40 @@ pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
     })
 }
 
+/// Runs Solve with Status beside it, as buildctl does. Cancelling drops the Solve call (the
+/// server then cancels the build) and waits for Status to end, which happens once the
+/// engine has stopped the build's containers.
+pub async fn solve(
+    control: ControlClient<Channel>,
+    req: control::SolveRequest,
+    display: Display,
+    cancel: CancellationToken,
+) -> Result<control::SolveResponse, tonic::Status> {
+    let status_req = control::StatusRequest {
+        r#ref: req.r#ref.clone(),
+    };
+    let mut status_client = control.clone();
+    let display = tokio::spawn(async move {
+        if let Ok(stream) = status_client.status(status_req).await {
+            display.run(stream.into_inner()).await;
+        }
+    });
+    let mut solve_client = control;
+    let result = tokio::select! {
+        r = solve_client.solve(req) => r.map(tonic::Response::into_inner),
+        _ = cancel.cancelled() => Err(tonic::Status::cancelled("build cancelled")),
+    };
+    let _ = display.await;
+    result
+}
+
 /// Ctrl-C or SIGTERM cancels the build: its containers are killed and nothing is recorded.
 async fn cancel_on_signal(cancel: CancellationToken) {
     use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
         return;
     };
     tokio::select! {
@@ -205,7 +284,9 @@ fn which(bin: &Path) -> Result<PathBuf> {
         return Ok(bin.to_path_buf());
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    for dir in std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")]) {
+    for dir in
+        std::env::split_paths(&path).chain([PathBuf::from("/usr/sbin"), PathBuf::from("/sbin")])
+    {
         let candidate = dir.join(bin);
         if candidate.is_file() {
             return Ok(candidate);

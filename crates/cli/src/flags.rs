@@ -39,7 +39,11 @@ pub fn output(s: &str) -> Result<ExportRequest> {
     if fields.len() == 1 && !fields[0].contains('=') {
         let dest = &fields[0];
         return Ok(ExportRequest {
-            kind: if dest == "-" { ExportKind::Tar } else { ExportKind::Local },
+            kind: if dest == "-" {
+                ExportKind::Tar
+            } else {
+                ExportKind::Local
+            },
             dest: if dest == "-" {
                 ExportDest::Stdout
             } else {
@@ -84,10 +88,18 @@ mod tests {
         assert_eq!(o.kind, ExportKind::Oci);
         assert!(matches!(o.dest, ExportDest::File(ref p) if p == &PathBuf::from("out.tar")));
         assert_eq!(o.attrs.get("name").map(String::as_str), Some("x"));
-        assert!(matches!(output("type=tar,dest=-").unwrap().dest, ExportDest::Stdout));
+        assert!(matches!(
+            output("type=tar,dest=-").unwrap().dest,
+            ExportDest::Stdout
+        ));
         assert_eq!(output("outdir").unwrap().kind, ExportKind::Local);
         assert!(output("type=local").is_err());
-        assert!(output("type=image,name=x").unwrap_err().to_string().contains("not supported yet"));
+        assert!(
+            output("type=image,name=x")
+                .unwrap_err()
+                .to_string()
+                .contains("not supported yet")
+        );
         assert!(output("dest=x").is_err());
     }
 

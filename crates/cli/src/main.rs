@@ -1,6 +1,7 @@
 //! kiln: the Kiln client. `kiln build` runs the engine in-process (daemonless) by default.
 
 mod build;
+mod client;
 mod debug;
 mod flags;
 mod progress;
@@ -9,7 +10,11 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "kiln", version, about = "A concurrent, cache-efficient container image builder")]
+#[command(
+    name = "kiln",
+    version,
+    about = "A concurrent, cache-efficient container image builder"
+)]
 struct Cli {
     /// The store's root directory.
     #[arg(long, env = "KILN_ROOT", global = true)]

@@ -83,6 +83,8 @@ pub struct Lex {
     pub skip_process_quotes: bool,
     /// Leave references to unset variables as written.
     pub skip_unset_env: bool,
+    /// Refuse `${...}` nested deeper than this (the parser's heredoc scan bounds its recursion).
+    pub(crate) max_depth: Option<usize>,
 }
 
 impl Lex {
@@ -93,6 +95,7 @@ impl Lex {
             raw_escapes: false,
             skip_process_quotes: false,
             skip_unset_env: false,
+            max_depth: None,
         }
     }
 
@@ -127,6 +130,7 @@ impl Lex {
             env,
             raw_escapes: self.raw_escapes,
             words_buffer: String::new(),
+            depth: 0,
             matched: BTreeSet::new(),
             unmatched: BTreeSet::new(),
         };
@@ -154,6 +158,8 @@ struct ShellWord<'a> {
     // Shared by nested scans like BuildKit's: an inner `${x:-...}` resets the outer word's
     // pending characters, and matching that keeps word splitting identical.
     words_buffer: String,
+    /// Nesting of scans, for `Lex::max_depth`.
+    depth: usize,
     matched: BTreeSet<String>,
     unmatched: BTreeSet<String>,
 }
@@ -217,10 +223,15 @@ impl ShellWord<'_> {
         stop: Option<char>,
         raw_escapes: bool,
     ) -> Res<(String, Vec<String>)> {
+        if self.lex.max_depth.is_some_and(|max| self.depth > max) {
+            return Err("substitution nested too deeply".into());
+        }
+        self.depth += 1;
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
         let r = self.scan(stop);
         self.raw_escapes = saved;
+        self.depth -= 1;
         r
     }
 

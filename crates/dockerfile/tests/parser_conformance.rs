@@ -1,4 +1,4 @@
-//! BuildKit's parser test data (tests/data/parser, copied unchanged) plus BuildKit's
+//! BuildKit's parser test data (conformance/buildkit/parser, copied unchanged) plus BuildKit's
 //! table-driven parser tests rewritten against Kiln's API.
 
 use kiln_dockerfile::ast::Heredoc;
@@ -9,8 +9,9 @@ use kiln_dockerfile::parser::{
 use std::path::PathBuf;
 
 fn data(rel: &str) -> PathBuf {
+    // The repo's single copy of BuildKit's test data (with its LICENSE and README).
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/data/parser")
+        .join("../../conformance/buildkit/parser")
         .join(rel)
 }
 

@@ -1,10 +1,14 @@
 //! BuildKit's own lexer test data (`shell/envVarTest`, `shell/wordsTest`, copied byte for byte
-//! into tests/data/shell), run with the rules of BuildKit's lex_test.go.
+//! into conformance/buildkit/shell), run with the rules of BuildKit's lex_test.go.
 
 use kiln_dockerfile::shell::{EnvList, Lex};
 
 fn data(name: &str) -> String {
-    let path = format!("{}/tests/data/shell/{name}", env!("CARGO_MANIFEST_DIR"));
+    // The repo's single copy of BuildKit's test data (with its LICENSE and README).
+    let path = format!(
+        "{}/../../conformance/buildkit/shell/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    );
     std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 

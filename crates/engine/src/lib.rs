@@ -1,6 +1,7 @@
 //! The build engine as a library: a solve request in, an exported result and progress out.
 //! Used in-process by daemonless `kiln build`; the daemon serves the same engine.
 
+pub mod control;
 mod request;
 pub mod resolver;
 mod source_map;
@@ -74,7 +75,8 @@ impl Engine {
         let runtime = kiln_exec::Runc::new(config.root.join("runc"), config.root.join("bundles"))
             .with_binary(config.runtime.clone());
         let _ = runtime.sweep().await;
-        let registry = kiln_registry::Client::new().map_err(|e| EngineError::Registry(e.to_string()))?;
+        let registry =
+            kiln_registry::Client::new().map_err(|e| EngineError::Registry(e.to_string()))?;
         let worker = Arc::new(Worker {
             store: store.clone(),
             registry: Arc::new(registry),
@@ -88,7 +90,20 @@ impl Engine {
     }
 
     /// Runs one build to its exports. Progress events go to `progress`; `cancel` stops it.
+    /// Whatever the outcome, layers the build made that no cache record names are removed.
     pub async fn solve(
+        &self,
+        request: SolveRequest,
+        progress: Progress,
+        cancel: CancellationToken,
+    ) -> Result<SolveResponse, EngineError> {
+        let result = self.solve_inner(request, progress, cancel).await;
+        let store = self.worker.store.clone();
+        let _ = tokio::task::spawn_blocking(move || store.discard_pending()).await;
+        result
+    }
+
+    async fn solve_inner(
         &self,
         request: SolveRequest,
         progress: Progress,
@@ -99,7 +114,10 @@ impl Engine {
             None | Some("") => (request.definition.clone().unwrap_or_default(), None),
             Some("dockerfile.v0") => {
                 let converted = self.run_dockerfile(&request, &session, &progress).await?;
-                (kiln_proto::Message::encode_to_vec(&converted.definition), Some(converted.image))
+                (
+                    kiln_proto::Message::encode_to_vec(&converted.definition),
+                    Some(converted.image),
+                )
             }
             Some(other) => return Err(EngineError::UnknownFrontend(other.to_string())),
         };
@@ -116,11 +134,14 @@ impl Engine {
                     parallelism: request.parallelism.unwrap_or(self.parallelism),
                     no_cache: request.no_cache,
                 };
-                let s = self.solver.session(options, progress.clone(), cancel.clone());
+                let s = self
+                    .solver
+                    .session(options, progress.clone(), cancel.clone());
                 match s.build(&vertex, index).await {
                     Ok(r) => r,
                     Err(e) => {
-                        if cancel.is_cancelled() && matches!(*e, kiln_solver::SolveError::Cancelled) {
+                        if cancel.is_cancelled() && matches!(*e, kiln_solver::SolveError::Cancelled)
+                        {
                             return Err(EngineError::Cancelled);
                         }
                         return Err(source_map::step_error(&graph, &e));
@@ -138,7 +159,14 @@ impl Engine {
             let image = image.clone();
             let result = result.clone();
             let metadata = tokio::task::spawn_blocking(move || {
-                kiln_export::export(&store, &result, image.as_ref(), &export.kind, export.dest, &export.attrs)
+                kiln_export::export(
+                    &store,
+                    &result,
+                    image.as_ref(),
+                    &export.kind,
+                    export.dest,
+                    &export.attrs,
+                )
             })
             .await
             .map_err(|e| EngineError::Internal(e.to_string()))??;

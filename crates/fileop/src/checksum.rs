@@ -12,7 +12,9 @@ use std::path::Path;
 use sha2::{Digest, Sha256};
 
 use crate::error::{FileOpError, Result};
-use crate::pattern::{MatchInfo, PatternMatcher, contains_wildcards, resolve_wildcards};
+use crate::pattern::{
+    MatchInfo, PatternMatcher, contains_wildcards, optional_matcher as matcher, resolve_wildcards,
+};
 use crate::resolve::{clean, display, resolve};
 
 /// What to checksum besides the path itself (BuildKit's `ChecksumOpts`).
@@ -65,14 +67,6 @@ pub fn checksum(root: &Path, path: &str, opts: &ChecksumOpts) -> Result<String> 
         h.update([0]);
     }
     Ok(format!("sha256:{}", hex::encode(h.finalize())))
-}
-
-fn matcher(p: &[String]) -> Result<Option<PatternMatcher>> {
-    if p.is_empty() {
-        Ok(None)
-    } else {
-        PatternMatcher::new(p).map(Some)
-    }
 }
 
 fn lstat_or_not_found(host: &Path, shown: &str) -> Result<Metadata> {

@@ -65,9 +65,10 @@ pub fn sync_context(src: &Path, dest: &Path, filter: &ContextFilter) -> Result<S
     // Prefix-only includes let the walk skip dirs no pattern reaches into.
     let prefixes: Option<Vec<String>> = include.as_ref().and_then(|m| {
         m.patterns()
-            .filter(|(_, excl)| !excl)
-            .map(|(p, _)| {
-                let p = p.strip_suffix("/**").unwrap_or(p);
+            .iter()
+            .filter(|p| !p.exclusion)
+            .map(|p| {
+                let p = p.text.strip_suffix("/**").unwrap_or(&p.text);
                 (!p.contains(['*', '[', ']', '?', '^', '\\'])).then(|| p.to_string())
             })
             .collect()

@@ -15,7 +15,7 @@ use crate::chown::Owner;
 use crate::error::{FileOpError, Result};
 use crate::fsops::{Time, chmod, fix_created_dirs, mkdir_all, set_times};
 use crate::mode::ModeSet;
-use crate::pattern::{MatchInfo, PatternMatcher, resolve_wildcards};
+use crate::pattern::{MatchInfo, PatternMatcher, optional_matcher as matcher, resolve_wildcards};
 use crate::resolve::{clean, clean_keep_trailing, display, resolve, root_path};
 use crate::unpack::unpack;
 
@@ -53,13 +53,6 @@ pub fn copy_action(
         (Some(a.mode as u32), None)
     } else {
         (None, None)
-    };
-    let matcher = |p: &[String]| -> Result<Option<PatternMatcher>> {
-        if p.is_empty() {
-            Ok(None)
-        } else {
-            PatternMatcher::new(p).map(Some)
-        }
     };
     let opts = CopyOptions {
         owner,

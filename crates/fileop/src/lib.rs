@@ -11,7 +11,6 @@ mod mode;
 mod op;
 mod pattern;
 mod resolve;
-mod tarstream;
 mod unpack;
 
 pub use checksum::{ChecksumOpts, checksum};

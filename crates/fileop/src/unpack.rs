@@ -18,10 +18,9 @@ use crate::chown::Owner;
 use crate::error::{FileOpError, Result};
 use crate::fsops::{Time, chmod, mkdir_all, set_times};
 use crate::resolve::{clean, display, resolve, resolve_bytes};
-use crate::tarstream::{
-    BLOCK_DEV, CHAR, DIR, Entry, FIFO, GLOBAL, LINK, REG, SPARSE, SYMLINK, TarReader,
-    open_decompressed,
-};
+use kiln_oci::LayerError;
+use kiln_oci::compression::open_decompressed;
+use kiln_oci::tar::{Entry, Kind, Reader as TarReader};
 
 /// go-archive's `ImpliedDirectoryMode`, for parents the archive leaves out.
 const IMPLIED_DIR_MODE: u32 = 0o755;
@@ -54,7 +53,7 @@ pub(crate) fn unpack(
         owner,
         dirs: Vec::new(),
     };
-    while let Some(e) = tr.next().map_err(read_err)? {
+    while let Some(e) = tr.next_entry().map_err(|e| read_err(io_error(e)))? {
         u.entry(&e, &mut tr)?;
     }
     // Directory times last: creating their children changed them.
@@ -73,7 +72,15 @@ fn is_archive(p: &Path) -> bool {
     let Ok(r) = open_decompressed(p) else {
         return false;
     };
-    matches!(TarReader::new(r).next(), Ok(Some(_)))
+    matches!(TarReader::new(r).next_entry(), Ok(Some(_)))
+}
+
+/// The tar reader's error as the I/O error an unpack failure carries.
+fn io_error(e: LayerError) -> io::Error {
+    match e {
+        LayerError::Read(e) => e,
+        e => io::Error::new(io::ErrorKind::InvalidData, e),
+    }
 }
 
 struct Unpacker<'a> {
@@ -105,9 +112,6 @@ impl Unpacker<'_> {
     }
 
     fn entry<R: io::Read>(&mut self, e: &Entry, tr: &mut TarReader<R>) -> Result<()> {
-        if e.kind == GLOBAL {
-            return Ok(());
-        }
         let Some(comps) = clean_name(&e.name) else {
             // "." is the destination itself, which is left as it is.
             return Ok(());
@@ -118,7 +122,7 @@ impl Unpacker<'_> {
         let path = self.place(&comps)?;
         // Anything in the way is replaced, except a dir by a dir (merged).
         if let Ok(fi) = fs::symlink_metadata(&path)
-            && !(fi.is_dir() && e.kind == DIR)
+            && !(fi.is_dir() && e.kind == Kind::Dir)
         {
             if path == self.dest {
                 return Err(self.invalid(&path, "cannot replace the destination".into()));
@@ -127,12 +131,12 @@ impl Unpacker<'_> {
         }
         let mut link_to_file = false;
         match e.kind {
-            DIR => {
+            Kind::Dir => {
                 if !fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
                     fs::create_dir(&path).map_err(|er| self.err("mkdir", &path, er))?;
                 }
             }
-            REG => {
+            Kind::Regular => {
                 let mut f = fs::OpenOptions::new()
                     .write(true)
                     .create_new(true)
@@ -141,32 +145,37 @@ impl Unpacker<'_> {
                     .map_err(|er| self.err("create", &path, er))?;
                 io::copy(&mut tr.data(), &mut f).map_err(|er| self.err("write", &path, er))?;
             }
-            LINK => {
+            Kind::HardLink => {
                 let target = self.place(&clean_name(&e.link).unwrap_or_default())?;
                 fs::hard_link(&target, &path).map_err(|er| self.err("hard link", &path, er))?;
                 link_to_file = fs::symlink_metadata(&target).is_ok_and(|m| !m.is_symlink());
             }
-            SYMLINK => {
+            Kind::Symlink => {
                 symlink(OsStr::from_bytes(&e.link), &path)
                     .map_err(|er| self.err("symlink", &path, er))?;
             }
-            CHAR | BLOCK_DEV | FIFO => {
+            Kind::Char | Kind::Block | Kind::Fifo => {
                 let ft = match e.kind {
-                    CHAR => FileType::CharacterDevice,
-                    BLOCK_DEV => FileType::BlockDevice,
+                    Kind::Char => FileType::CharacterDevice,
+                    Kind::Block => FileType::BlockDevice,
                     _ => FileType::Fifo,
                 };
                 let mode = Mode::from_raw_mode(e.mode & 0o7777);
                 mknodat(CWD, &path, ft, mode, makedev(e.dev_major, e.dev_minor))
                     .map_err(|er| self.err("mknod", &path, er.into()))?;
             }
-            SPARSE => {
+            Kind::Sparse => {
                 return Err(FileOpError::Unsupported {
                     path: display(self.dest_root, &path),
                     what: "a sparse file in an archive",
                 });
             }
-            k => {
+            // go-archive refuses a contiguous file ('7') like any other unknown kind.
+            Kind::Contiguous | Kind::Other(_) => {
+                let k = match e.kind {
+                    Kind::Other(k) => k,
+                    _ => b'7',
+                };
                 let reason = format!("unhandled tar header type {:?}", k as char);
                 return Err(self.invalid(&path, reason));
             }
@@ -211,18 +220,19 @@ impl Unpacker<'_> {
             }
         }
         let plain = match e.kind {
-            SYMLINK => false,
-            LINK => link_to_file,
+            Kind::Symlink => false,
+            Kind::HardLink => link_to_file,
             _ => true,
         };
         if plain {
             chmod(path, e.mode).map_err(|er| self.err("chmod", path, er))?;
         }
-        let mt = bound(e.mtime);
-        let at = bound(e.atime.map_or(e.mtime, |a| a.max(e.mtime)));
-        if e.kind == DIR {
+        let mtime = (e.mtime, e.mtime_nsec);
+        let mt = bound(mtime);
+        let at = bound(e.atime.map_or(mtime, |a| a.max(mtime)));
+        if e.kind == Kind::Dir {
             self.dirs.push((path.to_path_buf(), at, mt));
-        } else if plain || e.kind == SYMLINK {
+        } else if plain || e.kind == Kind::Symlink {
             set_times(path, at, mt).map_err(|er| self.err("set times of", path, er))?;
         }
         Ok(())

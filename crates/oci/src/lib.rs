@@ -1,12 +1,14 @@
 //! OCI and Docker image formats: media types, manifests, configs, layer tars, OCI layout.
 //! Formats only: no network, no store.
 
+pub mod compression;
 pub mod descriptor;
 pub mod digest;
 pub mod image;
 pub mod layer;
 pub mod layout;
 pub mod media_types;
+pub mod tar;
 
 pub use descriptor::{Descriptor, Index, Manifest, Platform, name_annotations};
 pub use digest::{sha256_digest, sha256_hex};

@@ -3,16 +3,14 @@
 
 use kiln_content::blobs::{BlobStore, sha256_digest};
 use kiln_registry::{Client, Descriptor, Platform, Reference, RegistryError};
+use kiln_testkit::Registry;
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const BUSYBOX_MANIFEST: &str =
-    "sha256:701b50c233765379725136673b7d7f955ed8a6f5c9ee8b845dde721dec0a8dc8";
+const BUSYBOX_MANIFEST: &str = kiln_testkit::BUSYBOX_DIGEST;
 
 fn amd64() -> Platform {
     Platform::new("linux", "amd64", None)
@@ -24,96 +22,11 @@ fn client() -> Client {
         .with_retries(3, Duration::from_millis(10))
 }
 
-/// A docker-registry process on a free loopback port; killed on drop.
-struct RegistryProcess {
-    child: Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl RegistryProcess {
-    fn start() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let config = dir.path().join("config.yml");
-        let data = dir.path().join("data");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-                 http:\n  addr: 127.0.0.1:{port}\n",
-                data.display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian package) must be installed");
-        let reg = Self {
-            child,
-            port,
-            _dir: dir,
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "docker-registry did not start on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        reg
-    }
-}
-
-impl Drop for RegistryProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn push_busybox(port: u16, layout: &Path) {
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../conformance/tools/mkbase.py"
-        ))
-        .arg(layout)
-        .arg("latest")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "mkbase.py: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let out = Command::new("skopeo")
-        .args(["copy", "--dest-tls-verify=false"])
-        .arg(format!("oci:{}:latest", layout.display()))
-        .arg(format!("docker://127.0.0.1:{port}/busybox:latest"))
-        .output()
-        .expect("skopeo must be installed");
-    assert!(
-        out.status.success(),
-        "skopeo copy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 #[tokio::test]
 async fn resolve_and_pull_busybox_from_real_registry() {
-    let reg = RegistryProcess::start();
+    // kiln-testkit's harness: docker-registry on a free port, busybox pushed with skopeo.
+    let reg = Registry::with_busybox().unwrap_or_else(|e| panic!("{e}"));
     let tmp = tempfile::tempdir().unwrap();
-    push_busybox(reg.port, &tmp.path().join("layout"));
     let store = BlobStore::open(&tmp.path().join("store")).unwrap();
     let client = client();
 

@@ -1,8 +1,8 @@
 //! Filters for a local source, from its LLB attributes: exclude patterns (.dockerignore rules),
 //! include patterns and follow paths.
 
-use kiln_dockerfile::dockerignore::PatternMatcher;
 use kiln_fileop::ContextFilter;
+use kiln_pattern::PatternMatcher;
 use kiln_solver::OpError;
 
 pub fn filter(

@@ -1,5 +1,6 @@
 //! Views of refs as directories: read-only for reading inputs, writable (a new layer on top)
-//! for steps that change the filesystem.
+//! for steps that change the filesystem. Mountpoints come from the snapshotter, which names
+//! them after this process so a later start can sweep what a killed one left mounted.
 
 use crate::store::{NewLayer, Ref, Store};
 use kiln_snapshot::Mount;
@@ -9,23 +10,20 @@ use std::path::PathBuf;
 pub struct View {
     pub path: PathBuf,
     _mount: Option<Mount>,
-    _tmp: Option<PathBuf>,
+    _empty: Option<tempfile_dir::EmptyDir>,
 }
 
-impl Drop for View {
-    fn drop(&mut self) {
-        if let Some(t) = &self._tmp {
-            let _ = std::fs::remove_dir(t);
+mod tempfile_dir {
+    use std::path::PathBuf;
+
+    /// An empty directory standing for `scratch`, removed on drop.
+    pub struct EmptyDir(pub PathBuf);
+
+    impl Drop for EmptyDir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
         }
     }
-}
-
-fn mountpoint(store: &Store) -> std::io::Result<PathBuf> {
-    let path = store
-        .mounts_dir()
-        .join(format!("{:012x}", rand::random::<u64>() >> 16));
-    std::fs::create_dir(&path)?;
-    Ok(path)
 }
 
 /// Lower dirs of a ref for overlay: top-most first.
@@ -37,26 +35,27 @@ fn lowers(store: &Store, r: &Ref) -> Vec<PathBuf> {
 pub fn read_only(store: &Store, r: &Ref) -> Result<View, String> {
     match r.layers.len() {
         0 => {
-            let path = mountpoint(store).map_err(|e| format!("creating empty view: {e}"))?;
+            let path = store.snapshots.mountpoint().map_err(|e| e.to_string())?;
             Ok(View {
                 path: path.clone(),
                 _mount: None,
-                _tmp: Some(path),
+                _empty: Some(tempfile_dir::EmptyDir(path)),
             })
         }
         1 => Ok(View {
             path: store.layer_dir(&r.layers[0]),
             _mount: None,
-            _tmp: None,
+            _empty: None,
         }),
         _ => {
-            let target = mountpoint(store).map_err(|e| format!("creating mountpoint: {e}"))?;
-            let mount = kiln_snapshot::mount(&lowers(store, r), None, &target)
+            let mount = store
+                .snapshots
+                .mount(&lowers(store, r), None)
                 .map_err(|e| e.to_string())?;
             Ok(View {
-                path: target,
+                path: mount.target().to_path_buf(),
                 _mount: Some(mount),
-                _tmp: None,
+                _empty: None,
             })
         }
     }
@@ -82,15 +81,12 @@ impl Writable {
                 mount: None,
             });
         }
-        let target = mountpoint(store).map_err(|e| format!("creating mountpoint: {e}"))?;
-        let mount = kiln_snapshot::mount(
-            &lowers(store, base),
-            Some((&layer.dir, &layer.work)),
-            &target,
-        )
-        .map_err(|e| e.to_string())?;
+        let mount = store
+            .snapshots
+            .mount(&lowers(store, base), Some(&layer))
+            .map_err(|e| e.to_string())?;
         Ok(Writable {
-            path: target,
+            path: mount.target().to_path_buf(),
             layer,
             base: base.clone(),
             mount: Some(mount),
@@ -101,7 +97,6 @@ impl Writable {
     pub fn finish(self, store: &Store) -> Result<Ref, String> {
         if let Some(m) = self.mount {
             m.unmount().map_err(|e| e.to_string())?;
-            let _ = std::fs::remove_dir(&self.path);
         }
         store.finish_layer(&self.layer);
         Ok(self.base.with_layer(&self.layer.id))

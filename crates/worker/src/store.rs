@@ -8,6 +8,7 @@
 use kiln_content::blobs::BlobStore;
 use kiln_content::lock::StoreLock;
 use kiln_content::meta::{MetaDb, Table};
+use kiln_snapshot::Snapshotter;
 use serde::{Deserialize, Serialize};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -62,6 +63,8 @@ pub enum StoreError {
     Meta(#[from] kiln_content::meta::MetaError),
     #[error(transparent)]
     Blobs(#[from] kiln_content::blobs::BlobError),
+    #[error("snapshots: {0}")]
+    Snapshot(String),
     #[error("layer {id}: {message}")]
     Layer { id: String, message: String },
     #[error("{path}: {source}")]
@@ -76,34 +79,32 @@ pub struct Store {
     root: PathBuf,
     pub meta: MetaDb,
     pub blobs: BlobStore,
+    pub snapshots: Snapshotter,
     /// Layers made by this process and not (yet) named by a cache record.
     pending: std::sync::Mutex<HashSet<String>>,
     _lock: StoreLock,
 }
 
 /// A new layer directory (overlay upper + work) not yet recorded.
-#[derive(Debug)]
-pub struct NewLayer {
-    pub id: String,
-    pub dir: PathBuf,
-    pub work: PathBuf,
-}
+pub type NewLayer = kiln_snapshot::Layer;
 
 impl Store {
     /// Opens (creating if needed) the store at `root`, waiting for any other process using it,
     /// and removes what an interrupted process left behind.
     pub fn open(root: &Path, waiting: impl FnOnce()) -> Result<Store, StoreError> {
-        for dir in ["", "snapshots", "mounts", "tmp"] {
+        for dir in ["", "tmp"] {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).map_err(|source| StoreError::Create { path, source })?;
         }
         let lock = StoreLock::acquire(root, waiting)?;
         let meta = MetaDb::open(&root.join("meta.redb"))?;
         let blobs = BlobStore::open(root)?;
+        let snapshots = Snapshotter::open(root).map_err(|e| StoreError::Snapshot(e.to_string()))?;
         let store = Store {
             root: root.to_path_buf(),
             meta,
             blobs,
+            snapshots,
             pending: Default::default(),
             _lock: lock,
         };
@@ -120,18 +121,19 @@ impl Store {
         self.root.join("tmp")
     }
 
-    pub fn mounts_dir(&self) -> PathBuf {
-        self.root.join("mounts")
-    }
-
+    /// The directory of a layer. Ids come from the store itself; one that is not valid names a
+    /// path that does not exist, so it reads as a missing layer.
     pub fn layer_dir(&self, id: &str) -> PathBuf {
-        self.root.join("snapshots").join(id).join("fs")
+        self.snapshots
+            .layer_dir(id)
+            .unwrap_or_else(|_| self.root.join("snapshots/.invalid"))
     }
 
     /// Crash recovery: unmount leftovers, drop unrecorded layers and temp files, and drop cache
     /// records whose layers are gone.
     fn recover(&self) -> Result<(), StoreError> {
-        let _ = kiln_snapshot::sweep(&self.mounts_dir());
+        // Mounts first: a leftover mount holds an unrecorded layer that is removed below.
+        let _ = kiln_snapshot::sweep(&self.root);
         let _ = self.blobs.sweep_ingest();
         let tmp = self.tmp_dir();
         let _ = std::fs::remove_dir_all(&tmp);
@@ -177,18 +179,12 @@ impl Store {
 
     /// Allocates a layer directory. It stays unrecorded until a cache record names it.
     pub fn new_layer(&self) -> Result<NewLayer, StoreError> {
-        let id = format!("{:016x}", rand::random::<u64>());
-        let base = self.root.join("snapshots").join(&id);
-        let dir = base.join("fs");
-        let work = base.join("work");
-        self.pending_layers().insert(id.clone());
-        for d in [&dir, &work] {
-            std::fs::create_dir_all(d).map_err(|source| StoreError::Create {
-                path: d.clone(),
-                source,
-            })?;
-        }
-        Ok(NewLayer { id, dir, work })
+        let layer = self
+            .snapshots
+            .new_layer()
+            .map_err(|e| StoreError::Snapshot(e.to_string()))?;
+        self.pending_layers().insert(layer.id.clone());
+        Ok(layer)
     }
 
     /// Removes overlay's work directory once a layer is finished: it is not part of the layer.
@@ -235,7 +231,11 @@ impl Store {
     pub fn discard_pending(&self) {
         let ids: Vec<String> = self.pending_layers().drain().collect();
         for id in ids {
-            remove_tree(&self.root.join("snapshots").join(&id));
+            if let Ok(dir) = self.snapshots.layer_dir(&id)
+                && let Some(base) = dir.parent()
+            {
+                remove_tree(base);
+            }
         }
     }
 

@@ -3,8 +3,8 @@
 //! hostile layer cannot touch anything outside the destination.
 
 use super::fsutil::{self, is_whiteout, lstat_at, open_beneath, open_dir_at, os, remove_at};
-use super::tar_read::{Head, Kind, TarReader};
 use super::{LayerError, OPAQUE_XATTR, WHITEOUT_OPAQUE, WHITEOUT_PREFIX, lossy};
+use crate::tar::{Entry as Head, Kind, Reader as TarReader};
 use rustix::fs::{AtFlags, FileType, Gid, Mode, OFlags, Timespec, Timestamps, Uid, XattrFlags};
 use rustix::io::Errno;
 use std::io::{self, Read};
@@ -55,7 +55,8 @@ pub fn apply_layer(tar: impl Read, dest: &Path) -> Result<ApplyStats, LayerError
         dir_times: Vec::new(),
     };
     let mut reader = TarReader::new(tar);
-    while let Some(head) = reader.next_head()? {
+    while let Some(head) = reader.next_entry()? {
+        let head = layer_kind(head)?;
         a.stats.entries += 1;
         a.entry(&head, &mut reader)?;
     }
@@ -109,6 +110,24 @@ fn times(mtime: i64) -> Timestamps {
         last_access: t,
         last_modification: t,
     }
+}
+
+/// The kinds a layer may hold: a contiguous file (`'7'`) is a regular file; sparse files and
+/// unknown kinds are refused.
+fn layer_kind(mut h: Head) -> Result<Head, LayerError> {
+    let reason = match h.kind {
+        Kind::Contiguous => {
+            h.kind = Kind::Regular;
+            return Ok(h);
+        }
+        Kind::Sparse => "gnu sparse files are not supported",
+        Kind::Other(_) => "unsupported entry type",
+        _ => return Ok(h),
+    };
+    Err(LayerError::Malformed {
+        entry: lossy(&h.name),
+        reason,
+    })
 }
 
 fn ids(h: &Head, entry: &str) -> Result<(Uid, Gid), LayerError> {
@@ -303,6 +322,8 @@ impl Applier {
                     .map_err(err)?;
             }
             Kind::Dir | Kind::HardLink => return Ok(()), // handled above
+            // `layer_kind` turned these into a regular file or an error.
+            Kind::Contiguous | Kind::Sparse | Kind::Other(_) => unreachable!("{:?}", h.kind),
         }
         // Not a regular file: work by name, never following the final component.
         rustix::fs::chownat(

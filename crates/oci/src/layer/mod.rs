@@ -9,12 +9,12 @@
 mod apply;
 mod compress;
 mod fsutil;
-mod tar_read;
 pub(crate) mod tar_write;
 mod write;
 
+pub use crate::compression::{Decompressed, decompress};
 pub use apply::{ApplyStats, apply_layer};
-pub use compress::{Decompressed, LayerBlob, compress_layer, decompress};
+pub use compress::{LayerBlob, compress_layer};
 pub use write::{LayerStats, write_layer};
 
 use std::io;

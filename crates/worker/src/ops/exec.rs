@@ -91,8 +91,7 @@ impl ExecOperation {
 #[async_trait]
 impl Operation<Ref> for ExecOperation {
     async fn cache_key(&self, inputs: &Inputs<'_, Ref>) -> Result<String, OpError> {
-        let keys = super::input_keys(inputs).await?;
-        Ok(super::op_key(&self.op, &keys))
+        super::default_cache_key(&self.op, inputs).await
     }
 
     async fn execute(

@@ -21,6 +21,43 @@ pub struct FileOperation {
 }
 
 impl FileOperation {
+    /// What input `i` contributes to the key when it is only copied from: the content
+    /// checksums of the paths the copies select.
+    async fn content_key(&self, inputs: &Inputs<'_, Ref>, i: usize) -> Result<String, OpError> {
+        let r = inputs.result(i).await?;
+        let selectors: Vec<(String, ChecksumOpts)> = self
+            .file
+            .actions
+            .iter()
+            .filter(|a| a.secondary_input == i as i64)
+            .filter_map(|a| match &a.action {
+                Some(pb::file_action::Action::Copy(c)) => Some((
+                    c.src.clone(),
+                    ChecksumOpts {
+                        follow_links: c.follow_symlink,
+                        wildcard: c.allow_wildcard,
+                        include_patterns: c.include_patterns.clone(),
+                        exclude_patterns: c.exclude_patterns.clone(),
+                    },
+                )),
+                _ => None,
+            })
+            .collect();
+        let store = self.worker.store.clone();
+        let sums = tokio::task::spawn_blocking(move || -> Result<String, String> {
+            let view = read_only(&store, &r)?;
+            let mut all = String::new();
+            for (path, opts) in &selectors {
+                let sum =
+                    kiln_fileop::checksum(&view.path, path, opts).map_err(|e| e.to_string())?;
+                all.push_str(&format!("{path}={sum};"));
+            }
+            Ok(all)
+        })
+        .await??;
+        Ok(format!("content:{sums}"))
+    }
+
     /// Inputs that the op reads only through copy sources.
     fn source_only_inputs(&self) -> Vec<bool> {
         let n = self.op.inputs.len();
@@ -68,45 +105,18 @@ fn owners(a: &pb::FileAction) -> Option<&pb::ChownOpt> {
 impl Operation<Ref> for FileOperation {
     async fn cache_key(&self, inputs: &Inputs<'_, Ref>) -> Result<String, OpError> {
         let source_only = self.source_only_inputs();
-        let mut keys = Vec::with_capacity(inputs.len());
-        for (i, only_source) in source_only.iter().enumerate() {
-            if !only_source {
-                keys.push(inputs.key(i).await?);
-                continue;
-            }
-            let r = inputs.result(i).await?;
-            let selectors: Vec<(String, ChecksumOpts)> = self
-                .file
-                .actions
-                .iter()
-                .filter(|a| a.secondary_input == i as i64)
-                .filter_map(|a| match &a.action {
-                    Some(pb::file_action::Action::Copy(c)) => Some((
-                        c.src.clone(),
-                        ChecksumOpts {
-                            follow_links: c.follow_symlink,
-                            wildcard: c.allow_wildcard,
-                            include_patterns: c.include_patterns.clone(),
-                            exclude_patterns: c.exclude_patterns.clone(),
-                        },
-                    )),
-                    _ => None,
-                })
-                .collect();
-            let store = self.worker.store.clone();
-            let sums = tokio::task::spawn_blocking(move || -> Result<String, String> {
-                let view = read_only(&store, &r)?;
-                let mut all = String::new();
-                for (path, opts) in &selectors {
-                    let sum =
-                        kiln_fileop::checksum(&view.path, path, opts).map_err(|e| e.to_string())?;
-                    all.push_str(&format!("{path}={sum};"));
+        // Concurrently: a content key builds its input, and independent inputs (two stages
+        // copied from) must build in parallel.
+        let keys = futures::future::try_join_all(source_only.iter().enumerate().map(
+            |(i, only_source)| async move {
+                if *only_source {
+                    self.content_key(inputs, i).await
+                } else {
+                    inputs.key(i).await
                 }
-                Ok(all)
-            })
-            .await??;
-            keys.push(format!("content:{sums}"));
-        }
+            },
+        ))
+        .await?;
         Ok(super::op_key(&self.op, &keys))
     }
 

@@ -15,8 +15,7 @@ pub struct MergeOperation {
 #[async_trait]
 impl Operation<Ref> for MergeOperation {
     async fn cache_key(&self, inputs: &Inputs<'_, Ref>) -> Result<String, OpError> {
-        let keys = super::input_keys(inputs).await?;
-        Ok(super::op_key(&self.op, &keys))
+        super::default_cache_key(&self.op, inputs).await
     }
 
     async fn execute(

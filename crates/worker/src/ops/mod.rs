@@ -24,12 +24,13 @@ pub(crate) fn op_key(op: &pb::Op, input_keys: &[String]) -> String {
     )
 }
 
-pub(crate) async fn input_keys(
+/// The cache key of an op that depends on nothing but its own bytes and its inputs' keys (exec,
+/// merge). File ops replace some input keys with content checksums and call [`op_key`] directly.
+pub(crate) async fn default_cache_key(
+    op: &pb::Op,
     inputs: &Inputs<'_, Ref>,
-) -> Result<Vec<String>, kiln_solver::OpError> {
-    let mut keys = Vec::with_capacity(inputs.len());
-    for i in 0..inputs.len() {
-        keys.push(inputs.key(i).await?);
-    }
-    Ok(keys)
+) -> Result<String, kiln_solver::OpError> {
+    // Concurrently: computing a key may build an input, and independent inputs build in parallel.
+    let keys = futures::future::try_join_all((0..inputs.len()).map(|i| inputs.key(i))).await?;
+    Ok(op_key(op, &keys))
 }
