@@ -59,8 +59,13 @@ pub fn load(bytes: &[u8]) -> Result<LoadedGraph, LoadError> {
 }
 
 fn load_definition(def: pb::Definition) -> Result<LoadedGraph, LoadError> {
+    // An empty definition is an empty result (a build of scratch), as in BuildKit.
     if def.def.is_empty() {
-        return Err(LoadError::Empty);
+        return Ok(LoadedGraph {
+            ops: BTreeMap::new(),
+            result: None,
+            source: def.source,
+        });
     }
     let mut ops = BTreeMap::new();
     let mut last = None;
