@@ -1,6 +1,8 @@
 //! `kiln build`: flags to a Control API solve request, sent to the engine in-process over an
 //! in-memory gRPC channel (kilnd will be the same call on a socket); progress on stderr.
 
+mod contexts;
+
 use crate::client;
 use crate::flags;
 use crate::progress::{Display, Mode};
@@ -49,15 +51,33 @@ pub struct BuildArgs {
     /// A frontend option, KEY=VALUE (target=…, build-arg:K=V, filename=…).
     #[arg(long)]
     pub opt: Vec<String>,
+    /// A named context, NAME=DIR|docker-image://REF|oci-layout://PATH[:TAG|@DIGEST]
+    /// (buildx spelling of `--opt context:NAME=…`).
+    #[arg(long = "build-context")]
+    pub build_contexts: Vec<String>,
     /// Run every step, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// Only run the build checks and print them (buildx `--check`); fails if any fired.
+    #[arg(long)]
+    pub check: bool,
     /// auto, tty, plain or quiet.
     #[arg(long, default_value = "auto")]
     pub progress: String,
     /// How many steps may run at once.
     #[arg(long, env = "KILN_PARALLELISM")]
     pub parallelism: Option<usize>,
+    /// An image name to push to (buildx spelling); with --push, or an -o type=image output
+    /// without a name. Alone it only builds: Kiln has no local image store to tag into.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// Push the result to the --tag names (buildx's shorthand for -o type=registry).
+    #[arg(long)]
+    pub push: bool,
+    /// Kiln's configuration (`[registry."host"]` tables); default /etc/kiln/kiln.toml as
+    /// root, else $XDG_CONFIG_HOME/kiln/kiln.toml.
+    #[arg(long = "config", env = "KILN_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Write the exporter's response (image digest, …) as JSON to this file.
     #[arg(long)]
     pub metadata_file: Option<PathBuf>,
@@ -123,20 +143,33 @@ pub fn request(args: &BuildArgs) -> Result<Planned> {
     if let Some(t) = &args.target {
         req.frontend_attrs.insert("target".into(), t.clone());
     }
+    if args.check {
+        // What buildx sends for --check (--call=check): the frontend's lint subrequest.
+        req.frontend_attrs
+            .insert("requestid".into(), "frontend.lint".into());
+    }
     for a in &args.build_args {
         let (k, v) = flags::key_value(a, "--build-arg")?;
         req.frontend_attrs.insert(format!("build-arg:{k}"), v);
+    }
+    for c in &args.build_contexts {
+        contexts::add(c, &mut req.frontend_attrs, &mut session)?;
     }
     for a in &args.labels {
         let (k, v) = flags::key_value(a, "--label")?;
         req.frontend_attrs.insert(format!("label:{k}"), v);
     }
+    let mut outputs = Vec::new();
     for o in &args.outputs {
-        let export = flags::output(o)?;
+        outputs.push(flags::output(o)?);
+    }
+    flags::apply_tags(&mut outputs, &args.tags, args.push)?;
+    for export in outputs {
         let kind = match export.kind {
             ExportKind::Oci => "oci",
             ExportKind::Tar => "tar",
             ExportKind::Local => "local",
+            ExportKind::Image => "image",
         };
         // The destination stays on the client's side, as BuildKit's session keeps it.
         req.exporters.push(control::Exporter {
@@ -183,6 +216,14 @@ pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
             .unwrap_or(2)
             .max(4)
     });
+    if !args.tags.is_empty() && !args.push && args.outputs.is_empty() {
+        eprintln!(
+            "WARNING: no output specified: the result stays in the build cache (Kiln has no \
+             local image store to tag {}; use --push or -o)",
+            args.tags.join(", ")
+        );
+    }
+    let registry = registry_client(args.config.as_deref())?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -194,7 +235,7 @@ pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
             parallelism,
         };
         let shown = root.display().to_string();
-        let engine = Engine::open(config, move || {
+        let engine = Engine::open_with_registry(config, registry, move || {
             eprintln!("waiting for another kiln process using {shown}")
         })
         .await
@@ -216,23 +257,45 @@ pub fn run(args: BuildArgs, root: PathBuf) -> Result<ExitCode> {
             Err(status) => bail!("{}", status.message()),
         };
         if let Some(path) = &args.metadata_file {
-            let json: BTreeMap<_, serde_json::Value> = response
-                .exporter_response
-                .iter()
-                .map(|(k, v)| {
-                    let value = if k == "containerimage.descriptor" {
-                        serde_json::from_str(v).unwrap_or(serde_json::Value::String(v.clone()))
-                    } else {
-                        serde_json::Value::String(v.clone())
-                    };
-                    (k.clone(), value)
-                })
-                .collect();
+            let json = metadata_json(&response.exporter_response);
             std::fs::write(path, serde_json::to_vec_pretty(&json)?)
                 .with_context(|| format!("writing {}", path.display()))?;
         }
         Ok(ExitCode::SUCCESS)
     })
+}
+
+/// The registry client with Kiln's configuration: `--config FILE` (which must exist), else
+/// the default file if there is one.
+fn registry_client(config: Option<&Path>) -> Result<kiln_registry::Client> {
+    let cfg = match config {
+        Some(p) => kiln_registry::Config::load(p)?,
+        None => kiln_registry::Config::load_default()?,
+    };
+    Ok(kiln_registry::Client::new()?.with_config(cfg))
+}
+
+/// buildctl's metadata file: a value that is base64 of a JSON object is written as that
+/// object (containerimage.descriptor), anything else as a string.
+pub fn metadata_json(response: &BTreeMap<String, String>) -> BTreeMap<String, serde_json::Value> {
+    use base64::Engine as _;
+    response
+        .iter()
+        .map(|(k, v)| {
+            let object = base64::engine::general_purpose::STANDARD
+                .decode(v)
+                .ok()
+                .and_then(|raw| {
+                    serde_json::from_slice::<serde_json::Map<String, serde_json::Value>>(&raw).ok()
+                })
+                .filter(|m| !m.is_empty());
+            let value = match object {
+                Some(m) => serde_json::Value::Object(m),
+                None => serde_json::Value::String(v.clone()),
+            };
+            (k.clone(), value)
+        })
+        .collect()
 }
 
 /// Runs Solve with Status beside it, as buildctl does. Cancelling drops the Solve call (the

@@ -61,14 +61,25 @@ pub fn output(s: &str) -> Result<ExportRequest> {
         Some("oci") => ExportKind::Oci,
         Some("tar") => ExportKind::Tar,
         Some("local") => ExportKind::Local,
-        Some(t @ ("image" | "docker" | "registry")) => {
-            bail!("--output type={t} is not supported yet (oci, tar and local are)")
+        Some("image") => ExportKind::Image,
+        // buildx's shorthand for type=image,push=true.
+        Some("registry") => {
+            attrs.insert("push".into(), "true".into());
+            ExportKind::Image
         }
-        Some(t) => bail!("--output type={t}: unknown exporter (oci, tar and local are supported)"),
+        Some(t @ ("docker" | "moby")) => bail!(
+            "--output type={t} is not supported: there is no Docker daemon to load into \
+             (use type=image,push=true or type=oci)"
+        ),
+        Some(t) => bail!(
+            "--output type={t}: unknown exporter (image, registry, oci, tar and local are supported)"
+        ),
         None => bail!("--output {s:?}: missing type= (e.g. type=oci,dest=out.tar)"),
     };
     let dest = attrs.remove("dest");
     let dest = match (&kind, dest.as_deref()) {
+        (ExportKind::Image, Some(_)) => bail!("--output type=image takes no dest= (it pushes)"),
+        (ExportKind::Image, None) => ExportDest::None,
         (ExportKind::Local, Some(d)) => ExportDest::Dir(PathBuf::from(d)),
         (ExportKind::Local, None) => bail!("--output type=local needs dest=DIR"),
         (_, Some("-")) => ExportDest::Stdout,
@@ -78,9 +89,50 @@ pub fn output(s: &str) -> Result<ExportRequest> {
     Ok(ExportRequest { kind, dest, attrs })
 }
 
+/// buildx's `-t REF` and `--push`: `--push` pushes the image outputs (or adds one), and an
+/// image output without `name=` takes the tags.
+pub fn apply_tags(outputs: &mut Vec<ExportRequest>, tags: &[String], push: bool) -> Result<()> {
+    if push && !outputs.iter().any(|o| o.kind == ExportKind::Image) {
+        if tags.is_empty() {
+            bail!("--push needs -t REF (or -o type=image,name=REF,push=true)");
+        }
+        outputs.push(ExportRequest {
+            kind: ExportKind::Image,
+            dest: ExportDest::None,
+            attrs: BTreeMap::new(),
+        });
+    }
+    for o in outputs.iter_mut().filter(|o| o.kind == ExportKind::Image) {
+        if push {
+            o.attrs.insert("push".into(), "true".into());
+        }
+        if !tags.is_empty() && o.attrs.get("name").is_none_or(|n| n.is_empty()) {
+            o.attrs.insert("name".into(), tags.join(","));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tags_and_push_make_an_image_output() {
+        let tags = vec!["r/a:1".to_string(), "r/a:2".to_string()];
+        let mut outs = Vec::new();
+        apply_tags(&mut outs, &tags, true).unwrap();
+        assert_eq!(outs.len(), 1);
+        assert_eq!(outs[0].attrs["name"], "r/a:1,r/a:2");
+        assert_eq!(outs[0].attrs["push"], "true");
+        let mut outs = vec![output("type=image,name=r/b").unwrap()];
+        apply_tags(&mut outs, &tags, true).unwrap();
+        assert_eq!((outs.len(), outs[0].attrs["name"].as_str()), (1, "r/b"));
+        let mut outs = Vec::new();
+        apply_tags(&mut outs, &tags, false).unwrap();
+        assert!(outs.is_empty(), "-t alone only builds");
+        assert!(apply_tags(&mut Vec::new(), &[], true).is_err());
+    }
 
     #[test]
     fn outputs_parse_both_spellings() {
@@ -94,11 +146,19 @@ mod tests {
         ));
         assert_eq!(output("outdir").unwrap().kind, ExportKind::Local);
         assert!(output("type=local").is_err());
+        let img = output("type=image,name=r/x,push=true").unwrap();
+        assert_eq!(img.kind, ExportKind::Image);
+        assert!(matches!(img.dest, ExportDest::None));
+        assert_eq!(img.attrs["push"], "true");
+        assert_eq!(
+            output("type=registry,name=r/x").unwrap().attrs["push"],
+            "true"
+        );
         assert!(
-            output("type=image,name=x")
+            output("type=docker")
                 .unwrap_err()
                 .to_string()
-                .contains("not supported yet")
+                .contains("no Docker daemon")
         );
         assert!(output("dest=x").is_err());
     }

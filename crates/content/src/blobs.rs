@@ -81,7 +81,11 @@ pub fn sha256_digest(bytes: &[u8]) -> String {
 pub struct BlobStore {
     blobs: PathBuf,
     ingest: PathBuf,
+    sources: PathBuf,
 }
+
+/// At most this many source repositories are remembered per blob (a hint, not a catalogue).
+const MAX_SOURCES: usize = 8;
 
 /// What a computed ingest stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,9 +100,52 @@ impl BlobStore {
     pub fn open(root: &Path) -> Result<Self, BlobError> {
         let blobs = root.join("blobs").join("sha256");
         let ingest = root.join("ingest");
+        let sources = root.join("sources");
         fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
         fs::create_dir_all(&ingest).map_err(io_err("create", &ingest))?;
-        Ok(Self { blobs, ingest })
+        Ok(Self {
+            blobs,
+            ingest,
+            sources,
+        })
+    }
+
+    /// Remembers that `digest` was pulled from `source` (`registry/repository`), so a push to
+    /// another repository of that registry can mount it instead of uploading it. Best effort:
+    /// the newest source goes first, the list is bounded, and a lost race loses only a hint.
+    pub fn record_source(&self, digest: &str, source: &str) -> Result<(), BlobError> {
+        let hex = digest_hex(digest)?;
+        if source.is_empty() || source.contains(['\n', '\r']) {
+            return Ok(());
+        }
+        let mut list = self.sources(digest);
+        if list.first().is_some_and(|s| s == source) {
+            return Ok(());
+        }
+        list.retain(|s| s != source);
+        list.insert(0, source.to_string());
+        list.truncate(MAX_SOURCES);
+        fs::create_dir_all(&self.sources).map_err(io_err("create", &self.sources))?;
+        let path = self.sources.join(hex);
+        let temp = self.sources.join(format!(".{hex}.{}", unique_name()));
+        fs::write(&temp, list.join("\n") + "\n").map_err(io_err("write", &temp))?;
+        fs::rename(&temp, &path).map_err(io_err("rename", &path))
+    }
+
+    /// The repositories `digest` is known to have come from, newest first.
+    pub fn sources(&self, digest: &str) -> Vec<String> {
+        let Ok(hex) = digest_hex(digest) else {
+            return Vec::new();
+        };
+        fs::read_to_string(self.sources.join(hex))
+            .map(|s| {
+                s.lines()
+                    .filter(|l| !l.is_empty())
+                    .take(MAX_SOURCES)
+                    .map(str::to_string)
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     /// Where the blob lives (whether or not it is present).
@@ -450,6 +497,24 @@ mod tests {
             .unwrap()
             .map(|e| e.unwrap().path())
             .collect()
+    }
+
+    #[test]
+    fn sources_are_bounded_newest_first_and_ignore_junk() {
+        let (_d, store) = store();
+        let d = sha256_digest(b"x");
+        assert!(store.sources(&d).is_empty());
+        store.record_source(&d, "r/a").unwrap();
+        store.record_source(&d, "r/b").unwrap();
+        store.record_source(&d, "r/a").unwrap();
+        assert_eq!(store.sources(&d), ["r/a", "r/b"]);
+        store.record_source(&d, "bad\nline").unwrap();
+        for i in 0..20 {
+            store.record_source(&d, &format!("r/{i}")).unwrap();
+        }
+        assert_eq!(store.sources(&d).len(), MAX_SOURCES);
+        assert_eq!(store.sources(&d)[0], "r/19");
+        assert!(store.record_source("sha256:nothex", "r/a").is_err());
     }
 
     const HELLO: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";

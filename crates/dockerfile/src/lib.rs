@@ -5,5 +5,6 @@ pub mod ast;
 pub mod convert;
 pub mod dockerignore;
 pub mod instructions;
+pub mod lint;
 pub mod parser;
 pub mod shell;

@@ -67,6 +67,17 @@ impl Engine {
         config: EngineConfig,
         waiting: impl FnOnce() + Send + 'static,
     ) -> Result<Engine, EngineError> {
+        let registry =
+            kiln_registry::Client::new().map_err(|e| EngineError::Registry(e.to_string()))?;
+        Self::open_with_registry(config, registry, waiting).await
+    }
+
+    /// [`Engine::open`] with a registry client the caller configured (hosts, credentials).
+    pub async fn open_with_registry(
+        config: EngineConfig,
+        registry: kiln_registry::Client,
+        waiting: impl FnOnce() + Send + 'static,
+    ) -> Result<Engine, EngineError> {
         let root = config.root.clone();
         let store = tokio::task::spawn_blocking(move || Store::open(&root, waiting))
             .await
@@ -75,8 +86,6 @@ impl Engine {
         let runtime = kiln_exec::Runc::new(config.root.join("runc"), config.root.join("bundles"))
             .with_binary(config.runtime.clone());
         let _ = runtime.sweep().await;
-        let registry =
-            kiln_registry::Client::new().map_err(|e| EngineError::Registry(e.to_string()))?;
         let worker = Arc::new(Worker {
             store: store.clone(),
             registry: Arc::new(registry),
@@ -158,6 +167,7 @@ impl Engine {
             let export = export.clone();
             let image = image.clone();
             let result = result.clone();
+            let registry = self.worker.registry.clone();
             let metadata = tokio::task::spawn_blocking(move || {
                 kiln_export::export(
                     &store,
@@ -166,6 +176,7 @@ impl Engine {
                     &export.kind,
                     export.dest,
                     &export.attrs,
+                    &registry,
                 )
             })
             .await
@@ -189,7 +200,12 @@ impl Engine {
         let opts = request.frontend_opts.clone();
         let locals = request.locals.clone();
         let session = session.to_string();
-        tokio::task::spawn_blocking(move || {
+        let lint_only = kiln_frontend::dockerfile::is_lint_request(&opts);
+        let filename = opts
+            .get("filename")
+            .cloned()
+            .unwrap_or_else(|| "Dockerfile".into());
+        let result = tokio::task::spawn_blocking(move || {
             let inputs = kiln_frontend::DockerfileInputs {
                 opts: &opts,
                 locals: &locals,
@@ -198,7 +214,51 @@ impl Engine {
             kiln_frontend::build_dockerfile(&inputs, &resolver)
         })
         .await
-        .map_err(|e| EngineError::Internal(e.to_string()))?
-        .map_err(EngineError::from)
+        .map_err(|e| EngineError::Internal(e.to_string()))?;
+        // Build-check findings are shown whether or not they fail the build (`error=true`).
+        let show = |warnings: &[kiln_dockerfile::lint::Warning]| {
+            for w in warnings {
+                progress.info(w.display(&filename));
+            }
+        };
+        let mut converted = match result {
+            Ok(c) => c,
+            Err(e) => {
+                if let kiln_frontend::FrontendError::Convert {
+                    source: kiln_dockerfile::convert::ConvertError::Lint { warnings, .. },
+                    ..
+                } = &e
+                {
+                    show(warnings);
+                }
+                return Err(e.into());
+            }
+        };
+        for note in &converted.notes {
+            progress.info(note.clone());
+        }
+        show(&converted.warnings);
+        if lint_only {
+            // BuildKit's lint result: a summary, and a failing status when anything fired.
+            let n = converted.warnings.len();
+            let summary = match n {
+                0 => "Check complete, no warnings found.".to_string(),
+                1 => "Check complete, 1 warning has been found!".to_string(),
+                n => format!("Check complete, {n} warnings have been found!"),
+            };
+            if n > 0 {
+                return Err(EngineError::Step {
+                    location: None,
+                    message: summary,
+                });
+            }
+            progress.info(summary);
+            // Nothing to build: a definition whose terminal op has no input solves to nothing.
+            converted.definition = kiln_llb::pb::Definition {
+                def: vec![kiln_proto::marshal_op(&kiln_llb::pb::Op::default())],
+                ..Default::default()
+            };
+        }
+        Ok(converted)
     }
 }

@@ -10,13 +10,23 @@ use std::collections::BTreeMap;
 
 const EXPORTER_COMMENT: &str = "buildkit.exporter.image.v0";
 
-pub fn export_oci(
+/// An image written into the blob store: config, layers and manifest, all present.
+pub(crate) struct Committed {
+    pub manifest: Descriptor,
+    pub manifest_bytes: Vec<u8>,
+    pub config: Descriptor,
+    pub layers: Vec<Descriptor>,
+}
+
+/// Builds the config and manifest for `result` and stores them. `oci_types` picks OCI media
+/// types; otherwise Docker schema 2 (BuildKit's default for type=image).
+pub(crate) fn commit(
     store: &Store,
     result: &Ref,
     config: Option<&Image>,
-    dest: ExportDest,
     attrs: &BTreeMap<String, String>,
-) -> Result<BTreeMap<String, String>, ExportError> {
+    oci_types: bool,
+) -> Result<Committed, ExportError> {
     let blobs = layer_blobs(store, result)?;
     let created = now_rfc3339();
     let mut image = config.cloned().unwrap_or_else(default_image);
@@ -29,7 +39,12 @@ pub fn export_oci(
     let config_bytes = serde_json::to_vec(&image).map_err(|e| ExportError::Other(e.to_string()))?;
     let config_digest = store.blobs.put_bytes(&config_bytes)?;
     let config_desc = Descriptor {
-        media_type: media_types::OCI_CONFIG.to_string(),
+        media_type: if oci_types {
+            media_types::OCI_CONFIG
+        } else {
+            media_types::DOCKER_CONFIG
+        }
+        .to_string(),
         digest: config_digest,
         size: config_bytes.len() as u64,
         ..Default::default()
@@ -37,19 +52,26 @@ pub fn export_oci(
     let layers: Vec<Descriptor> = blobs
         .iter()
         .map(|b| Descriptor {
-            media_type: oci_layer_type(&b.media_type),
+            media_type: if oci_types {
+                oci_layer_type(&b.media_type)
+            } else {
+                docker_layer_type(&b.media_type)
+            },
             digest: b.digest.clone(),
             size: b.size,
             ..Default::default()
         })
         .collect();
-    let manifest = Manifest::new_oci(config_desc.clone(), layers.clone());
+    let mut manifest = Manifest::new_oci(config_desc.clone(), layers.clone());
+    if !oci_types {
+        manifest.media_type = media_types::DOCKER_MANIFEST.into();
+    }
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| ExportError::Other(e.to_string()))?;
     let manifest_digest = store.blobs.put_bytes(&manifest_bytes)?;
     let mut manifest_desc = Descriptor {
-        media_type: media_types::OCI_MANIFEST.to_string(),
-        digest: manifest_digest.clone(),
+        media_type: manifest.media_type.clone(),
+        digest: manifest_digest,
         size: manifest_bytes.len() as u64,
         ..Default::default()
     };
@@ -61,16 +83,59 @@ pub fn export_oci(
             .annotations
             .extend(kiln_oci::name_annotations(name));
     }
-    let index = Index::new_oci(vec![manifest_desc.clone()]);
+    Ok(Committed {
+        manifest: manifest_desc,
+        manifest_bytes,
+        config: config_desc,
+        layers,
+    })
+}
 
+/// BuildKit's exporter response: digests, and the descriptor as base64 of its JSON.
+pub(crate) fn response(
+    committed: &Committed,
+    attrs: &BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    use base64::Engine as _;
+    let mut response = BTreeMap::new();
+    response.insert(
+        "containerimage.digest".into(),
+        committed.manifest.digest.clone(),
+    );
+    response.insert(
+        "containerimage.config.digest".into(),
+        committed.config.digest.clone(),
+    );
+    let json = serde_json::to_vec(&committed.manifest).unwrap_or_default();
+    response.insert(
+        "containerimage.descriptor".into(),
+        base64::engine::general_purpose::STANDARD.encode(json),
+    );
+    if let Some(name) = attrs.get("name").filter(|n| !n.is_empty()) {
+        response.insert("image.name".into(), name.clone());
+    }
+    response
+}
+
+pub fn export_oci(
+    store: &Store,
+    result: &Ref,
+    config: Option<&Image>,
+    dest: ExportDest,
+    attrs: &BTreeMap<String, String>,
+) -> Result<BTreeMap<String, String>, ExportError> {
+    let oci_types = crate::flag(attrs, "oci-mediatypes")?.unwrap_or(true);
+    let committed = commit(store, result, config, attrs, oci_types)?;
+    let index = Index::new_oci(vec![committed.manifest.clone()]);
+    let manifest_digest = &committed.manifest.digest;
     let mut paths = vec![
         (
-            config_desc.digest.clone(),
-            store.blobs.path(&config_desc.digest)?,
+            committed.config.digest.clone(),
+            store.blobs.path(&committed.config.digest)?,
         ),
-        (manifest_digest.clone(), store.blobs.path(&manifest_digest)?),
+        (manifest_digest.clone(), store.blobs.path(manifest_digest)?),
     ];
-    for l in &layers {
+    for l in &committed.layers {
         paths.push((l.digest.clone(), store.blobs.path(&l.digest)?));
     }
     let sources: Vec<(String, BlobSource<'_>)> = paths
@@ -81,18 +146,16 @@ pub fn export_oci(
     kiln_oci::layout::write_oci_archive(out.writer(), &index, &sources)
         .map_err(|e| ExportError::Other(format!("writing OCI archive: {e}")))?;
     out.finish()?;
+    Ok(response(&committed, attrs))
+}
 
-    let mut response = BTreeMap::new();
-    response.insert("containerimage.digest".into(), manifest_digest);
-    response.insert("containerimage.config.digest".into(), config_desc.digest);
-    response.insert(
-        "containerimage.descriptor".into(),
-        serde_json::to_string(&manifest_desc).unwrap_or_default(),
-    );
-    if let Some(name) = attrs.get("name") {
-        response.insert("image.name".into(), name.clone());
+/// Docker schema 2 names for layer blobs (the bytes are the same).
+fn docker_layer_type(media_type: &str) -> String {
+    match media_type {
+        media_types::OCI_LAYER_GZIP => media_types::DOCKER_LAYER_GZIP.to_string(),
+        media_types::OCI_LAYER => media_types::DOCKER_LAYER.to_string(),
+        other => other.to_string(),
     }
-    Ok(response)
 }
 
 /// BuildKit writes OCI media types for type=oci: a pulled Docker layer keeps its bytes and

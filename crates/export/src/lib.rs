@@ -2,6 +2,7 @@
 //! tar stream of its root filesystem.
 
 mod image;
+mod push;
 mod rootfs;
 
 use kiln_worker::{Ref, Store};
@@ -16,6 +17,9 @@ pub enum ExportKind {
     Tar,
     /// `type=local`: the root filesystem copied into a directory.
     Local,
+    /// `type=image` (and `type=registry`, which is image with `push=true`): an image in the
+    /// store, pushed to a registry when `push=true`.
+    Image,
 }
 
 #[derive(Debug, Clone)]
@@ -23,6 +27,8 @@ pub enum ExportDest {
     File(PathBuf),
     Stdout,
     Dir(PathBuf),
+    /// Nothing on the client's side (type=image).
+    None,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -50,9 +56,39 @@ pub enum ExportError {
     },
     #[error("{0}")]
     Other(String),
+    #[error("exporter option {key}={value:?}: {reason}")]
+    Option {
+        key: String,
+        value: String,
+        reason: String,
+    },
+    #[error("failed to push {name}: {source}")]
+    Push {
+        name: String,
+        #[source]
+        source: Box<kiln_registry::RegistryError>,
+    },
+}
+
+/// A boolean exporter option as BuildKit reads it: absent is None, an empty value is true.
+pub(crate) fn flag(
+    attrs: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<bool>, ExportError> {
+    match attrs.get(key).map(String::as_str) {
+        None => Ok(None),
+        Some("" | "true" | "1" | "t" | "T" | "TRUE" | "True") => Ok(Some(true)),
+        Some("false" | "0" | "f" | "F" | "FALSE" | "False") => Ok(Some(false)),
+        Some(v) => Err(ExportError::Option {
+            key: key.to_string(),
+            value: v.to_string(),
+            reason: "expected true or false".into(),
+        }),
+    }
 }
 
 /// Writes `result` as `kind` to `dest`; returns the exporter response (digests and names).
+/// Pushes go through `registry`, driven from this (blocking) thread on the current runtime.
 pub fn export(
     store: &Store,
     result: &Ref,
@@ -60,8 +96,10 @@ pub fn export(
     kind: &ExportKind,
     dest: ExportDest,
     attrs: &BTreeMap<String, String>,
+    registry: &kiln_registry::Client,
 ) -> Result<BTreeMap<String, String>, ExportError> {
     match kind {
+        ExportKind::Image => push::export_image(store, result, config, attrs, registry),
         ExportKind::Oci => image::export_oci(store, result, config, dest, attrs),
         ExportKind::Tar => rootfs::export_tar(store, result, dest).map(|_| BTreeMap::new()),
         ExportKind::Local => match dest {
@@ -104,6 +142,10 @@ impl Output {
             ExportDest::Stdout => Ok(Output {
                 file: None,
                 writer: Box::new(std::io::BufWriter::new(std::io::stdout())),
+            }),
+            ExportDest::None => Err(ExportError::Dest {
+                kind: ExportKind::Oci,
+                needs: "a destination file (dest=FILE)",
             }),
             ExportDest::File(path) | ExportDest::Dir(path) => {
                 let name = path

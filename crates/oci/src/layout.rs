@@ -47,6 +47,8 @@ pub enum Error {
     },
     #[error("{path} is not an oci layout (no imageLayoutVersion)")]
     NotLayout { path: PathBuf },
+    #[error("{digest}: {message}")]
+    Select { digest: String, message: String },
 }
 
 /// Where a blob's bytes come from.
@@ -250,4 +252,206 @@ pub fn read_index(dir: &Path, desc: &Descriptor) -> Result<Index, Error> {
 
 pub fn read_image_config(dir: &Path, desc: &Descriptor) -> Result<Image, Error> {
     read_json_blob(dir, desc)
+}
+
+/// One platform's image in a layout: what an `oci-layout://` source unpacks.
+#[derive(Debug, Clone)]
+pub struct LayoutImage {
+    pub manifest_digest: String,
+    pub manifest: Manifest,
+    pub config: Image,
+}
+
+/// Resolves `digest` (an index or a manifest, as BuildKit's OCI layout resolver takes it; it
+/// need not be listed in `index.json`) to the image for `os/arch[/variant]`. Every JSON blob
+/// read is size-capped and checked against its digest.
+pub fn resolve_layout_image(
+    dir: &Path,
+    digest: &str,
+    platform: &crate::Platform,
+) -> Result<LayoutImage, Error> {
+    let path = blob_path(dir, digest)?;
+    let bytes = read_limited(&path, MAX_JSON_BLOB)?;
+    if crate::digest::sha256_digest(&bytes) != digest {
+        return Err(Error::Mismatch {
+            digest: digest.to_string(),
+        });
+    }
+    let probe: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| Error::Json {
+            path: path.clone(),
+            source,
+        })?;
+    let desc = Descriptor {
+        media_type: probe
+            .get("mediaType")
+            .and_then(|m| m.as_str())
+            .unwrap_or_default()
+            .to_string(),
+        digest: digest.to_string(),
+        size: bytes.len() as u64,
+        ..Descriptor::default()
+    };
+    let select = |message: String| Error::Select {
+        digest: digest.to_string(),
+        message,
+    };
+    let want = platform_string(platform);
+    if probe.get("manifests").is_some() {
+        let index: Index =
+            serde_json::from_slice(&bytes).map_err(|source| Error::Json { path, source })?;
+        let mut available = Vec::new();
+        // Exact matches first, then entries without a platform (their config decides).
+        let mut candidates: Vec<(u8, &Descriptor)> = Vec::new();
+        for m in &index.manifests {
+            let attestation = m
+                .annotations
+                .get("vnd.docker.reference.type")
+                .is_some_and(|t| t == "attestation-manifest");
+            if attestation || m.media_type.contains("index") {
+                continue;
+            }
+            match &m.platform {
+                Some(p) => {
+                    available.push(platform_string(p));
+                    if platform_matches(platform, p) {
+                        candidates.push((0, m));
+                    }
+                }
+                None => candidates.push((1, m)),
+            }
+        }
+        candidates.sort_by_key(|c| c.0);
+        for (_, m) in candidates {
+            let manifest = read_manifest(dir, m)?;
+            let config = read_image_config(dir, &manifest.config)?;
+            if config_matches(platform, &config) {
+                return Ok(LayoutImage {
+                    manifest_digest: m.digest.clone(),
+                    manifest,
+                    config,
+                });
+            }
+        }
+        return Err(select(format!(
+            "no image for platform {want} in the index (it has: {})",
+            if available.is_empty() {
+                "none".to_string()
+            } else {
+                available.join(", ")
+            }
+        )));
+    }
+    let manifest = read_manifest(dir, &desc)?;
+    let config = read_image_config(dir, &manifest.config)?;
+    if !config_matches(platform, &config) {
+        return Err(select(format!(
+            "the image is for {}/{}, not {want}",
+            config.os, config.architecture
+        )));
+    }
+    Ok(LayoutImage {
+        manifest_digest: digest.to_string(),
+        manifest,
+        config,
+    })
+}
+
+fn platform_string(p: &crate::Platform) -> String {
+    match p.variant.as_deref() {
+        Some(v) if !v.is_empty() => format!("{}/{}/{v}", p.os, p.architecture),
+        _ => format!("{}/{}", p.os, p.architecture),
+    }
+}
+
+/// containerd's spellings: `x86_64` is `amd64`, `aarch64` is `arm64` (whose `v8` is implied).
+fn normalize_arch(arch: &str, variant: &str) -> (String, String) {
+    match (arch, variant) {
+        ("x86_64" | "x86-64", _) => ("amd64".into(), String::new()),
+        ("aarch64" | "arm64", "v8" | "8") => ("arm64".into(), String::new()),
+        ("aarch64", v) => ("arm64".into(), v.into()),
+        ("arm", "") => ("arm".into(), "v7".into()),
+        (a, v) => (a.into(), v.into()),
+    }
+}
+
+/// Whether an image for `have` runs where `want` is asked for: same os and architecture, and
+/// the same variant when both name one.
+fn platform_matches(want: &crate::Platform, have: &crate::Platform) -> bool {
+    let (wa, wv) = normalize_arch(&want.architecture, want.variant.as_deref().unwrap_or(""));
+    let (ha, hv) = normalize_arch(&have.architecture, have.variant.as_deref().unwrap_or(""));
+    want.os == have.os && wa == ha && (wv.is_empty() || hv.is_empty() || wv == hv)
+}
+
+/// A config that names no platform fits any.
+fn config_matches(want: &crate::Platform, config: &Image) -> bool {
+    if config.os.is_empty() || config.architecture.is_empty() {
+        return true;
+    }
+    let have = crate::Platform {
+        os: config.os.clone(),
+        architecture: config.architecture.clone(),
+        variant: config.variant.clone(),
+        ..Default::default()
+    };
+    platform_matches(want, &have)
+}
+
+#[cfg(test)]
+mod resolve_tests {
+    use super::*;
+
+    fn put(dir: &Path, bytes: &[u8], media_type: &str) -> Descriptor {
+        let d = Descriptor::of_bytes(media_type, bytes);
+        std::fs::write(blob_path(dir, &d.digest).unwrap(), bytes).unwrap();
+        d
+    }
+
+    fn image(dir: &Path, arch: &str) -> Descriptor {
+        let config = format!(
+            r#"{{"architecture":"{arch}","os":"linux","rootfs":{{"type":"layers","diff_ids":[]}}}}"#
+        );
+        let c = put(dir, config.as_bytes(), media_types::OCI_CONFIG);
+        let m = serde_json::to_vec(&Manifest::new_oci(c, Vec::new())).unwrap();
+        put(dir, &m, media_types::OCI_MANIFEST)
+    }
+
+    fn platform(arch: &str) -> crate::Platform {
+        crate::Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn an_index_gives_the_platform_asked_for() {
+        let dir = std::env::temp_dir().join(format!("kiln-layout-{:x}", std::process::id()));
+        std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+        let mut amd = image(&dir, "amd64");
+        amd.platform = Some(platform("amd64"));
+        let mut arm = image(&dir, "arm64");
+        arm.platform = Some(platform("aarch64"));
+        let index = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{}","manifests":[{},{}]}}"#,
+            media_types::OCI_INDEX,
+            serde_json::to_string(&amd).unwrap(),
+            serde_json::to_string(&arm).unwrap()
+        );
+        let idx = put(&dir, index.as_bytes(), media_types::OCI_INDEX);
+        let got = resolve_layout_image(&dir, &idx.digest, &platform("arm64")).unwrap();
+        assert_eq!(got.manifest_digest, arm.digest);
+        assert_eq!(got.config.architecture, "arm64");
+        let err = resolve_layout_image(&dir, &idx.digest, &platform("s390x")).unwrap_err();
+        assert!(err.to_string().contains("amd64"), "{err}");
+        // A manifest named directly must be for the platform asked for.
+        assert!(resolve_layout_image(&dir, &amd.digest, &platform("amd64")).is_ok());
+        let err = resolve_layout_image(&dir, &amd.digest, &platform("arm64")).unwrap_err();
+        assert!(err.to_string().contains("not linux/arm64"), "{err}");
+        // Blobs that do not match their digest are refused.
+        std::fs::write(blob_path(&dir, &arm.digest).unwrap(), b"{}").unwrap();
+        let err = resolve_layout_image(&dir, &idx.digest, &platform("arm64")).unwrap_err();
+        assert!(matches!(err, Error::Mismatch { .. }), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

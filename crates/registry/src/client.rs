@@ -2,22 +2,26 @@
 //! and verified streaming into the blob store.
 
 use crate::RegistryError;
-use crate::auth::{TokenCache, TokenResponse, parse_challenges};
+use crate::auth::{Challenge, TokenCache};
+use crate::creds::CredentialStore;
+use crate::hosts::{self, Config, HostConfig};
 use crate::reference::Reference;
+use crate::transport::{Req, scope};
 use crate::types::{self, Descriptor, Index, MANIFEST_ACCEPT, Manifest, Platform, Probe};
 use futures::{StreamExt as _, TryStreamExt as _};
 use kiln_content::blobs::{BlobError, BlobStore, digest_hex, sha256_digest};
 use reqwest::StatusCode;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, HeaderMap, WWW_AUTHENTICATE};
+use reqwest::header::{CONTENT_TYPE, HeaderMap};
+use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
 use std::path::PathBuf;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Largest manifest or index accepted (containerd's limit is about the same).
 pub const MAX_MANIFEST_SIZE: u64 = 4 * 1024 * 1024;
 /// Largest image config accepted; configs are held in memory.
 pub const MAX_CONFIG_SIZE: u64 = 32 * 1024 * 1024;
-const MAX_TOKEN_RESPONSE: u64 = 1024 * 1024;
 const MAX_ERROR_BODY: u64 = 1024;
 
 /// The outcome of [`Client::resolve`]: everything needed to pin and unpack one platform's image.
@@ -58,9 +62,15 @@ struct Fetched {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    tokens: TokenCache,
-    attempts: u32,
-    backoff: Duration,
+    pub(crate) config: Config,
+    clients: Mutex<HashMap<(String, bool), reqwest::Client>>,
+    insecure: Mutex<HashSet<String>>,
+    pub(crate) creds: CredentialStore,
+    pub(crate) tokens: TokenCache,
+    /// What each host asked for last (basic or a bearer realm), to authenticate up front.
+    pub(crate) host_auth: Mutex<HashMap<String, Challenge>>,
+    pub(crate) attempts: u32,
+    pub(crate) backoff: Duration,
 }
 
 impl Client {
@@ -68,18 +78,31 @@ impl Client {
         // reqwest is built without a bundled provider; ring is the project's pick. A second
         // install (another Client, another crate) is expected and harmless.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(120))
-            .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(RegistryError::Client)?;
+        let http = hosts::http_client("", None, false)?;
         Ok(Self {
             http,
+            config: Config::default(),
+            clients: Mutex::new(HashMap::new()),
+            insecure: Mutex::new(HashSet::new()),
+            creds: CredentialStore::from_env(),
             tokens: TokenCache::default(),
+            host_auth: Mutex::new(HashMap::new()),
             attempts: 4,
             backoff: Duration::from_millis(200),
         })
+    }
+
+    /// Uses `config`'s `[registry."host"]` settings (mirrors, http, insecure, ca, keypair).
+    pub fn with_config(mut self, config: Config) -> Self {
+        self.config = config;
+        self.clients = Mutex::new(HashMap::new());
+        self
+    }
+
+    /// Takes credentials from `creds` instead of `$DOCKER_CONFIG`.
+    pub fn with_credentials(mut self, creds: CredentialStore) -> Self {
+        self.creds = creds;
+        self
     }
 
     /// Sets how many times a GET is tried on 5xx, 429 or connection errors, and the first wait
@@ -170,15 +193,17 @@ impl Client {
             digest: desc.digest.clone(),
             source,
         };
+        // Where the blob came from, so a push to a sibling repository can mount it.
+        let _ = store.record_source(&desc.digest, &reference.name());
         if store.has(&desc.digest) {
             return store.path(&desc.digest).map_err(store_err);
         }
         digest_hex(&desc.digest).map_err(store_err)?;
-        let url = self.url(reference, "blobs", &desc.digest);
+        let path = blob_path(reference, &desc.digest);
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.fetch_blob_once(reference, desc, store, &url).await {
+            match self.fetch_blob_once(reference, desc, store, &path).await {
                 // A body cut off mid-way is worth another try; a wrong answer is not.
                 Err(RegistryError::Http { source, .. })
                     if attempt < self.attempts && transient(&source) =>
@@ -210,9 +235,10 @@ impl Client {
         reference: &Reference,
         desc: &Descriptor,
         store: &BlobStore,
-        url: &str,
+        path: &str,
     ) -> Result<PathBuf, RegistryError> {
-        let resp = self.get(reference, url, None).await?;
+        let (resp, url) = self.get(reference, path, None).await?;
+        let url = url.as_str();
         let resp = check_status(reference, url, resp).await?;
         if let Some(len) = resp.content_length()
             && len != desc.size
@@ -307,13 +333,14 @@ impl Client {
         expected_digest: Option<&str>,
         expected_size: Option<u64>,
     ) -> Result<Fetched, RegistryError> {
-        let url = self.url(reference, "manifests", id);
+        let path = format!("{}/manifests/{id}", reference.repository);
         if let Some(size) = expected_size
             && size > MAX_MANIFEST_SIZE
         {
+            let url = nominal_url(reference, &path);
             return Err(too_large(reference, &url, "manifest", size.to_string()));
         }
-        let resp = self.get(reference, &url, Some(MANIFEST_ACCEPT)).await?;
+        let (resp, url) = self.get(reference, &path, Some(MANIFEST_ACCEPT)).await?;
         let resp = check_status(reference, &url, resp).await?;
         let content_type = header_str(resp.headers(), CONTENT_TYPE.as_str());
         let header_digest = header_str(resp.headers(), "docker-content-digest");
@@ -356,11 +383,12 @@ impl Client {
         max: u64,
         what: &'static str,
     ) -> Result<Vec<u8>, RegistryError> {
-        let url = self.url(reference, "blobs", &desc.digest);
+        let path = blob_path(reference, &desc.digest);
         if desc.size > max {
+            let url = nominal_url(reference, &path);
             return Err(too_large(reference, &url, what, desc.size.to_string()));
         }
-        let resp = self.get(reference, &url, None).await?;
+        let (resp, url) = self.get(reference, &path, None).await?;
         let resp = check_status(reference, &url, resp).await?;
         let bytes = read_capped(reference, &url, resp, desc.size, what).await?;
         if bytes.len() as u64 != desc.size {
@@ -384,142 +412,72 @@ impl Client {
         Ok(bytes)
     }
 
-    fn url(&self, reference: &Reference, kind: &str, id: &str) -> String {
-        format!(
-            "{}://{}/v2/{}/{kind}/{id}",
-            reference.scheme(),
-            reference.api_host(),
-            reference.repository
-        )
-    }
-
-    /// GET with retries and anonymous bearer auth: on a 401 with a Bearer challenge, fetch a
-    /// token for the repository's pull scope and try once more.
+    /// GET `path` (under `/v2`) with the repository's pull scope, from mirrors then the
+    /// registry.
     async fn get(
         &self,
         reference: &Reference,
-        url: &str,
+        path: &str,
         accept: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let host = reference.api_host();
-        let scope = format!("repository:{}:pull", reference.repository);
-        let mut token = self.tokens.get(host, &scope);
-        let mut fetched_token = false;
-        loop {
-            let resp = self
-                .send_retrying(reference, url, accept, token.as_deref())
-                .await?;
-            if resp.status() != StatusCode::UNAUTHORIZED {
-                return Ok(resp);
-            }
-            let answer: Vec<String> = resp
-                .headers()
-                .get_all(WWW_AUTHENTICATE)
-                .iter()
-                .filter_map(|v| v.to_str().ok().map(str::to_string))
-                .collect();
-            let unauthorized = |reason: String| RegistryError::Unauthorized {
-                reference: reference.to_string(),
-                url: url.to_string(),
-                reason,
-            };
-            if fetched_token {
-                return Err(unauthorized(format!(
-                    "anonymous token refused (WWW-Authenticate: {})",
-                    answer.join("; ")
-                )));
-            }
-            let bearer = answer
-                .iter()
-                .flat_map(|h| parse_challenges(h))
-                .find(|c| c.scheme == "bearer");
-            let Some(bearer) = bearer else {
-                return Err(unauthorized(format!(
-                    "credentials required, which are not supported yet (WWW-Authenticate: {})",
-                    answer.join("; ")
-                )));
-            };
-            let t = self.fetch_token(reference, &bearer.params, &scope).await?;
-            self.tokens.put(host, &scope, t.0.clone(), t.1);
-            token = Some(t.0);
-            fetched_token = true;
-        }
+    ) -> Result<(reqwest::Response, String), RegistryError> {
+        let endpoints = self.endpoints(reference, true)?;
+        let mut req = Req::new(reqwest::Method::GET);
+        req.accept = accept;
+        let scope = scope(reference, "pull");
+        let a = self
+            .send_path(reference, &endpoints, path, &scope, &req)
+            .await?;
+        Ok((a.resp, a.url))
     }
 
-    async fn fetch_token(
+    /// A reqwest client for `host` with its TLS settings, made once.
+    pub(crate) fn http_for(
         &self,
-        reference: &Reference,
-        params: &std::collections::BTreeMap<String, String>,
-        scope: &str,
-    ) -> Result<(String, Option<u64>), RegistryError> {
-        let realm = params.get("realm").cloned().unwrap_or_default();
-        let fail = |reason: String| RegistryError::Token {
-            reference: reference.to_string(),
-            realm: realm.clone(),
-            reason,
-        };
-        let mut url = reqwest::Url::parse(&realm).map_err(|e| fail(format!("bad realm: {e}")))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(fail("realm is not an http(s) URL".into()));
+        host: &str,
+        config: Option<&HostConfig>,
+        skip_verify: bool,
+    ) -> Result<reqwest::Client, RegistryError> {
+        if config.is_none() && !skip_verify {
+            return Ok(self.http.clone());
         }
-        {
-            let mut q = url.query_pairs_mut();
-            if let Some(service) = params.get("service") {
-                q.append_pair("service", service);
-            }
-            q.append_pair("scope", scope);
-            // Ask for what the registry named too, if it differs from our pull scope.
-            if let Some(asked) = params.get("scope").filter(|s| s.as_str() != scope) {
-                for s in asked.split(' ').filter(|s| !s.is_empty()) {
-                    q.append_pair("scope", s);
-                }
-            }
+        let key = (host.to_string(), skip_verify);
+        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(c) = clients.get(&key) {
+            return Ok(c.clone());
         }
-        let url = url.to_string();
-        let resp = self.send_retrying(reference, &url, None, None).await?;
-        let resp = check_status(reference, &url, resp).await?;
-        let body = read_capped(reference, &url, resp, MAX_TOKEN_RESPONSE, "token response").await?;
-        let t: TokenResponse =
-            serde_json::from_slice(&body).map_err(|e| fail(format!("bad token response: {e}")))?;
-        match t.token.or(t.access_token).filter(|t| !t.is_empty()) {
-            Some(token) => Ok((token, t.expires_in)),
-            None => Err(fail("the answer has no token".into())),
-        }
+        let c = hosts::http_client(host, config, skip_verify)?;
+        clients.insert(key, c.clone());
+        Ok(c)
     }
 
-    async fn send_retrying(
-        &self,
-        reference: &Reference,
-        url: &str,
-        accept: Option<&str>,
-        token: Option<&str>,
-    ) -> Result<reqwest::Response, RegistryError> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut req = self.http.get(url);
-            if let Some(accept) = accept {
-                req = req.header(ACCEPT, accept);
-            }
-            if let Some(token) = token {
-                req = req.bearer_auth(token);
-            }
-            let last = attempt >= self.attempts;
-            match req.send().await {
-                Ok(resp) if !last && retryable(resp.status()) => {}
-                Ok(resp) => return Ok(resp),
-                Err(e) if !last && transient(&e) => {}
-                Err(source) => {
-                    return Err(RegistryError::Http {
-                        reference: reference.to_string(),
-                        url: url.to_string(),
-                        source,
-                    });
-                }
-            }
-            tokio::time::sleep(self.backoff * 2u32.saturating_pow(attempt - 1)).await;
-        }
+    /// Treats `registry` as BuildKit's `registry.insecure=true` does: HTTPS without
+    /// verification, then plain HTTP.
+    pub fn allow_insecure(&self, registry: &str) {
+        self.insecure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(registry.to_string());
     }
+
+    pub(crate) fn is_insecure(&self, registry: &str) -> bool {
+        self.insecure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(registry)
+    }
+}
+
+fn blob_path(reference: &Reference, digest: &str) -> String {
+    format!("{}/blobs/{digest}", reference.repository)
+}
+
+/// The URL a request would have gone to, for errors raised before any request.
+fn nominal_url(reference: &Reference, path: &str) -> String {
+    format!(
+        "{}://{}/v2/{path}",
+        reference.scheme(),
+        reference.api_host()
+    )
 }
 
 enum WriteError {
@@ -527,11 +485,11 @@ enum WriteError {
     Commit(BlobError),
 }
 
-fn retryable(status: StatusCode) -> bool {
+pub(crate) fn retryable(status: StatusCode) -> bool {
     status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS
 }
 
-fn transient(e: &reqwest::Error) -> bool {
+pub(crate) fn transient(e: &reqwest::Error) -> bool {
     e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()
 }
 
@@ -575,7 +533,7 @@ fn too_large(reference: &Reference, url: &str, what: &'static str, size: String)
 }
 
 /// Turns a non-success answer into an error carrying the status and the start of the body.
-async fn check_status(
+pub(crate) async fn check_status(
     reference: &Reference,
     url: &str,
     resp: reqwest::Response,
@@ -613,7 +571,7 @@ async fn check_status(
 
 /// Reads a body of at most `max` bytes: refuses on Content-Length before reading, and stops
 /// reading as soon as the cap is passed (Content-Length may be absent or lie).
-async fn read_capped(
+pub(crate) async fn read_capped(
     reference: &Reference,
     url: &str,
     mut resp: reqwest::Response,

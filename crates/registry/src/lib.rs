@@ -5,10 +5,17 @@
 
 mod auth;
 mod client;
+pub mod creds;
+pub mod hosts;
+mod push;
 mod reference;
+mod transport;
 mod types;
 
 pub use client::{Client, MAX_CONFIG_SIZE, MAX_MANIFEST_SIZE, Resolved};
+pub use creds::{CredentialStore, Credentials};
+pub use hosts::{Config, ConfigError, HostConfig};
+pub use push::{BlobPush, PushReport};
 pub use reference::{Reference, ReferenceError};
 pub use types::{
     DOCKER_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_SCHEMA1, DOCKER_SCHEMA1_SIGNED, Descriptor,
@@ -101,6 +108,23 @@ pub enum RegistryError {
     InvalidManifest {
         reference: String,
         url: String,
+        reason: String,
+    },
+    #[error("registry configuration: {source}")]
+    Config {
+        #[from]
+        source: ConfigError,
+    },
+    #[error("{reference}: pushing to {url}: {reason}")]
+    Push {
+        reference: String,
+        url: String,
+        reason: String,
+    },
+    #[error("{reference}: reading local blob {digest}: {reason}")]
+    LocalBlob {
+        reference: String,
+        digest: String,
         reason: String,
     },
     #[error("{reference}: storing blob {digest}")]

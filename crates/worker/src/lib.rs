@@ -104,9 +104,18 @@ impl Worker {
                         dir: locals.get(name).cloned(),
                         attrs: src.attrs.clone(),
                     }))
+                } else if let Some(reference) = src.identifier.strip_prefix("oci-layout://") {
+                    let store = src.attrs.get(ops::oci_layout::ATTR_STORE);
+                    Ok(Arc::new(ops::oci_layout::OciLayoutSource {
+                        worker: self.clone(),
+                        reference: reference.to_string(),
+                        attrs: src.attrs.clone(),
+                        platform: op.platform.clone().unwrap_or_else(kiln_llb::host_platform),
+                        dir: store.and_then(|s| locals.get(s)).cloned(),
+                    }))
                 } else {
                     Err(unsupported(format!(
-                        "source {:?} is not supported yet (docker-image:// and local:// are)",
+                        "source {:?} is not supported yet (docker-image://, local:// and oci-layout:// are)",
                         src.identifier
                     )))
                 }

@@ -15,6 +15,8 @@ use std::collections::BTreeMap;
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
 
 pub(crate) struct DispatchCtx<'a> {
+    /// Build checks; borrowed only for the length of one report.
+    pub lint: &'a std::cell::RefCell<crate::lint::dispatch_checks::DispatchLint>,
     pub shlex: &'a Lex,
     pub global: &'a StateEnv,
     pub build_args: &'a BTreeMap<String, String>,
@@ -32,6 +34,12 @@ pub(crate) fn dispatch(
 ) -> Result<(), ConvertError> {
     let meta = cmd.command.meta().clone();
     d.cmd_is_onbuild = cmd.is_onbuild;
+    {
+        let mut lint = ctx.lint.borrow_mut();
+        lint.start = meta.start_line;
+        lint.end = meta.end_line;
+        lint.declared = d.build_args.iter().map(|a| a.key.clone()).collect();
+    }
     let r = run(d, cmd.command.clone(), source, ctx);
     r.map_err(|message| ConvertError::Dispatch {
         line: meta.start_line,
@@ -40,8 +48,19 @@ pub(crate) fn dispatch(
     })
 }
 
+/// Expands one word of an instruction; variables it finds unset are UndefinedVar findings.
 fn expand(ctx: &DispatchCtx, env: &StateEnv, w: &str) -> Res<String> {
-    ctx.shlex.process_word(w, env).map_err(|e| e.to_string())
+    let r = ctx
+        .shlex
+        .process_word_with_matches(w, env)
+        .map_err(|e| e.to_string())?;
+    ctx.lint.borrow_mut().unmatched(&r.unmatched, env);
+    Ok(r.result)
+}
+
+/// The instruction keyword as written (`cmd`, `CMD`), which BuildKit's messages quote.
+fn keyword(meta: &Meta) -> &str {
+    meta.code.split_whitespace().next().unwrap_or(&meta.name)
 }
 
 fn expand_kvps(ctx: &DispatchCtx, env: &StateEnv, kvps: &mut [KeyValuePair]) -> Res<()> {
@@ -62,7 +81,11 @@ fn expand_sd(ctx: &DispatchCtx, env: &StateEnv, sd: &mut SourcesAndDest) -> Res<
     raw.skip_process_quotes = true;
     for c in &mut sd.source_contents {
         if c.expand {
-            c.data = raw.process_word(&c.data, env).map_err(|e| e.to_string())?;
+            let r = raw
+                .process_word_with_matches(&c.data, env)
+                .map_err(|e| e.to_string())?;
+            ctx.lint.borrow_mut().unmatched(&r.unmatched, env);
+            c.data = r.result;
         }
     }
     Ok(())
@@ -71,8 +94,15 @@ fn expand_sd(ctx: &DispatchCtx, env: &StateEnv, sd: &mut SourcesAndDest) -> Res<
 fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchCtx) -> Res<()> {
     let env = d.state.env.clone();
     match command {
-        Command::Env(_, mut kvps) => {
+        Command::Env(meta, mut kvps) => {
             expand_kvps(ctx, &env, &mut kvps)?;
+            for kv in &kvps {
+                let mut lint = ctx.lint.borrow_mut();
+                if kv.no_delim {
+                    lint.legacy_key_value(keyword(&meta));
+                }
+                lint.secret_key("ENV", &kv.key);
+            }
             let mut msg = String::from("ENV");
             for kv in &kvps {
                 msg.push_str(&format!(" {}={}", kv.key, kv.value));
@@ -85,8 +115,12 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             d.image.author = Some(m.clone());
             commit(d, format!("MAINTAINER {m}"), false, false);
         }
-        Command::Label(_, mut kvps) => {
+        Command::Label(meta, mut kvps) => {
             expand_kvps(ctx, &env, &mut kvps)?;
+            // One finding per legacy pair, as BuildKit reports them.
+            for _ in kvps.iter().filter(|kv| kv.no_delim) {
+                ctx.lint.borrow_mut().legacy_key_value(keyword(&meta));
+            }
             let mut msg = String::from("LABEL");
             for kv in &kvps {
                 d.image
@@ -99,6 +133,8 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
         }
         Command::Workdir(meta, path) => {
             let path = expand(ctx, &env, &path)?;
+            let windows = d.platform.as_ref().is_some_and(|p| p.os == "windows");
+            ctx.lint.borrow_mut().workdir(&mut d.lint, &path, windows);
             workdir(d, &path, true, Some(&meta), ctx);
         }
         Command::User(_, user) => {
@@ -133,7 +169,15 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             d.image.config.shell = shell;
         }
         Command::Onbuild(_, expr) => d.image.config.on_build.push(expr),
-        Command::Cmd(_, c) => {
+        Command::Cmd(meta, c) => {
+            let mut lint = ctx.lint.borrow_mut();
+            lint.used_once(keyword(&meta), &mut d.lint.cmd);
+            lint.json_args(
+                keyword(&meta),
+                c.prepend_shell,
+                !d.image.config.shell.is_empty(),
+            );
+            drop(lint);
             let args = if c.prepend_shell {
                 with_shell(&d.image, &c.args)
             } else {
@@ -144,7 +188,15 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             d.image.config.args_escaped = true;
             d.cmd_set = true;
         }
-        Command::Entrypoint(_, c) => {
+        Command::Entrypoint(meta, c) => {
+            let mut lint = ctx.lint.borrow_mut();
+            lint.used_once(keyword(&meta), &mut d.lint.entrypoint);
+            lint.json_args(
+                keyword(&meta),
+                c.prepend_shell,
+                !d.image.config.shell.is_empty(),
+            );
+            drop(lint);
             let args = if c.prepend_shell {
                 with_shell(&d.image, &c.args)
             } else {
@@ -161,7 +213,10 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
                 d.image.config.cmd = None;
             }
         }
-        Command::Healthcheck(_, h) => {
+        Command::Healthcheck(meta, h) => {
+            ctx.lint
+                .borrow_mut()
+                .used_once(keyword(&meta), &mut d.lint.healthcheck);
             let text = format!(
                 "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
                 h.test.join(" "),
@@ -192,6 +247,7 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             }
             let mut specs = Vec::new();
             for w in words {
+                ctx.lint.borrow_mut().expose(&w);
                 specs.extend(parse_port(&w)?);
             }
             for p in &specs {
@@ -213,6 +269,7 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             copy(d, &c, &src, false, ctx)?;
             if from_context {
                 for s in &c.sd.source_paths {
+                    ctx.lint.borrow_mut().copy_source(false, s);
                     d.ctx_paths.insert(super::util::join(&["/", s]));
                 }
             }
@@ -243,6 +300,7 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             let src = ctx.context.clone();
             copy_impl(d, &c, &src, true, unpack, ctx)?;
             for s in &c.sd.source_paths {
+                ctx.lint.borrow_mut().copy_source(true, s);
                 d.ctx_paths.insert(super::util::join(&["/", s]));
             }
         }
@@ -341,6 +399,7 @@ pub(crate) fn workdir(
 fn arg(d: &mut DState, args: Vec<KeyValuePairOptional>, ctx: &DispatchCtx) -> Res<()> {
     let mut commits = Vec::new();
     for mut a in args {
+        ctx.lint.borrow_mut().secret_key("ARG", &a.key);
         let has_value = ctx.build_args.contains_key(&a.key);
         if a.value.is_none()
             && !has_value
@@ -362,6 +421,7 @@ fn arg(d: &mut DState, args: Vec<KeyValuePairOptional>, ctx: &DispatchCtx) -> Re
             Some(v) => format!("{}={v}", a.key),
             None => a.key.clone(),
         });
+        ctx.lint.borrow_mut().declared.insert(a.key.clone());
         d.build_args.push(a);
     }
     commit(d, format!("ARG {}", commits.join(" ")), false, false);

@@ -5,9 +5,11 @@
 //! after every stage is converted; BuildKit patches a mutable output, we convert twice.
 
 mod dispatch;
+mod named;
 mod ops;
 mod source_map;
 mod stages;
+mod syntax;
 mod util;
 
 use crate::instructions::InstructionError;
@@ -15,6 +17,7 @@ use kiln_llb::pb;
 use std::collections::BTreeMap;
 
 pub use stages::default_platform_args;
+pub(crate) use stages::parse_platform as parse_platform_str;
 
 /// What the conversion needs besides the Dockerfile.
 #[derive(Debug, Clone)]
@@ -34,6 +37,25 @@ pub struct ConvertOptions {
     /// The Dockerfile's name in the Definition's source map. Empty means no source map, as
     /// BuildKit's `dockerfile2llb` with no `SourceMap`: every op is listed with no location.
     pub source_map_filename: String,
+    /// Named contexts by name (`context:NAME` opts; `NAME::os/arch` for one platform).
+    pub named_contexts: BTreeMap<String, NamedContext>,
+    /// The client's session id (`local.session` / `oci.session` of named contexts).
+    pub session_id: Option<String>,
+    /// Check options from the client (`check` / `BUILDKIT_DOCKERFILE_CHECK`); they replace the
+    /// file's `# check=` directive, as in BuildKit.
+    pub lint: Option<crate::lint::Config>,
+    /// Convert every stage, not only those the target needs (lint requests without a target).
+    pub all_stages: bool,
+}
+
+/// A named context as the client gave it (`context:NAME=VALUE`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NamedContext {
+    /// `docker-image://REF`, `local:LOCALNAME`, `oci-layout://STORE@DIGEST`; parsed when used,
+    /// as BuildKit does, so an unused bad value is no error.
+    pub value: String,
+    /// For `local:`, the patterns of that directory's `.dockerignore`.
+    pub excludes: Vec<String>,
 }
 
 impl Default for ConvertOptions {
@@ -49,6 +71,10 @@ impl Default for ConvertOptions {
             local_unique: None,
             shared_key_hint: "context".into(),
             source_map_filename: "Dockerfile".into(),
+            named_contexts: BTreeMap::new(),
+            session_id: None,
+            lint: None,
+            all_stages: false,
         }
     }
 }
@@ -58,6 +84,19 @@ pub trait ImageResolver {
     /// Resolves an image reference (as written after FROM / COPY --from, already expanded)
     /// for a platform.
     fn resolve(&self, reference: &str, platform: &pb::Platform) -> Result<ResolvedImage, String>;
+
+    /// Resolves `digest` (an index or a manifest) in the client's OCI layout store `store`,
+    /// for an `oci-layout://` named context.
+    fn resolve_oci_layout(
+        &self,
+        store: &str,
+        digest: &str,
+        _platform: &pb::Platform,
+    ) -> Result<ResolvedImage, String> {
+        Err(format!(
+            "OCI layout store {store:?} ({digest}) cannot be read: this build has no OCI layout stores"
+        ))
+    }
 }
 
 /// A resolved base image.
@@ -75,6 +114,10 @@ pub struct ResolvedImage {
 pub struct Converted {
     pub definition: pb::Definition,
     pub image: kiln_oci::Image,
+    /// Build-check findings, in the order BuildKit reports them.
+    pub warnings: Vec<crate::lint::Warning>,
+    /// Lines for the progress display (which frontend built the file).
+    pub notes: Vec<String>,
 }
 
 /// Why a conversion failed.
@@ -94,6 +137,17 @@ pub enum ConvertError {
     /// A problem with the file or options as a whole.
     #[error("{0}")]
     Invalid(String),
+    /// `# syntax=` names a frontend other than the built-in one.
+    #[error(
+        "dockerfile line {line}: syntax {reference:?}: external frontends are not supported yet (only docker/dockerfile, which is built in)"
+    )]
+    ExternalFrontend { line: usize, reference: String },
+    /// Checks fired with `error=true`; the warnings are carried so they can still be shown.
+    #[error("{message}")]
+    Lint {
+        message: String,
+        warnings: Vec<crate::lint::Warning>,
+    },
 }
 
 /// Converts a Dockerfile to LLB and the image config of the target stage.
@@ -108,10 +162,19 @@ pub fn dockerfile_to_llb(
         ));
     }
     let parsed = crate::parser::parse(dockerfile)?;
+    let notes = syntax::check(&parsed, dockerfile, opts)?
+        .into_iter()
+        .collect();
+    let config = match &opts.lint {
+        Some(c) => c.clone(),
+        None => lint_directive(&parsed)?,
+    };
+    let mut linter = crate::lint::Linter::new(config, &parsed.ast);
+    crate::lint::parse_checks::run(&parsed, opts, &mut linter);
     let unique = opts.local_unique.clone().unwrap_or_else(random_id);
     // First pass: learn which context paths are read; second pass: the real context source.
     let placeholder = ops::local_source(&opts.context_name, &[], &[], "", "");
-    let first = stages::convert(&parsed, opts, resolver, placeholder)?;
+    let first = stages::convert(&parsed, opts, resolver, placeholder, linter.clone())?;
     let ctx = ops::local_source(
         &opts.context_name,
         &first.context_paths,
@@ -119,7 +182,13 @@ pub fn dockerfile_to_llb(
         &opts.shared_key_hint,
         &unique,
     );
-    let second = stages::convert(&parsed, opts, resolver, ctx)?;
+    let second = stages::convert(&parsed, opts, resolver, ctx, linter)?;
+    if let Some(message) = second.linter.error() {
+        return Err(ConvertError::Lint {
+            message,
+            warnings: second.linter.into_warnings(),
+        });
+    }
     let (mut definition, visited) = ops::marshal(second.output.as_ref());
     if second.output.is_some() {
         let file = (!opts.source_map_filename.is_empty()).then(|| source_map::SourceFile {
@@ -131,7 +200,20 @@ pub fn dockerfile_to_llb(
     Ok(Converted {
         definition,
         image: second.image,
+        warnings: second.linter.into_warnings(),
+        notes,
     })
+}
+
+/// The file's `# check=` directive (BuildKit reads it with the same parser as `syntax`).
+fn lint_directive(
+    parsed: &crate::parser::ParseResult,
+) -> Result<crate::lint::Config, ConvertError> {
+    let Some(d) = parsed.directives.iter().find(|d| d.name == "check") else {
+        return Ok(crate::lint::Config::default());
+    };
+    crate::lint::Config::parse(&d.value)
+        .map_err(|e| ConvertError::Invalid(format!("failed to parse check options: {e}")))
 }
 
 /// 25 characters of [a-z0-9], like BuildKit's `identity.NewID()`, from the clock and address

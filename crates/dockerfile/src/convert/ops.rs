@@ -98,6 +98,49 @@ pub(crate) fn local_source(
     Vertex::output(op, vec![], md)
 }
 
+/// A named context's directory (`local:NAME`): BuildKit's `asyncLocalOutput`.
+pub(crate) fn named_local_source(
+    name: &str,
+    session: Option<&str>,
+    excludes: &[String],
+    shared_key_hint: &str,
+    unique: &str,
+    custom_name: &str,
+) -> Output {
+    let mut attrs = BTreeMap::new();
+    let mut caps = vec![
+        "source.local",
+        "source.local.unique",
+        "source.local.sharedkeyhint",
+    ];
+    if let Some(s) = session.filter(|s| !s.is_empty()) {
+        attrs.insert("local.session".to_string(), s.to_string());
+        caps.push("source.local.sessionid");
+    }
+    if !excludes.is_empty() {
+        attrs.insert("local.excludepatterns".to_string(), json_list(excludes));
+        caps.push("source.local.excludepatterns");
+    }
+    attrs.insert(
+        "local.sharedkeyhint".to_string(),
+        shared_key_hint.to_string(),
+    );
+    attrs.insert("local.unique".to_string(), unique.to_string());
+    let op = pb::Op {
+        constraints: constraints(),
+        op: Some(pb::op::Op::Source(pb::SourceOp {
+            identifier: format!("local://{name}"),
+            attrs,
+        })),
+        ..Default::default()
+    };
+    Vertex::output(
+        op,
+        vec![],
+        metadata(&[("llb.customname", custom_name)], &caps),
+    )
+}
+
 /// Go's `json.Marshal` of a string list (HTML-safe escaping included).
 fn json_list(items: &[String]) -> String {
     let parts: Vec<String> = items

@@ -2,6 +2,7 @@
 //! triggers, and dispatching the reachable stages in file order.
 
 use super::dispatch::{self, DispatchCtx};
+use super::named;
 use super::ops::{self, LState};
 use super::source_map::Recorded;
 use super::util::{NoEnv, StateEnv, normalize_ref};
@@ -46,6 +47,10 @@ pub(crate) struct DState {
     pub cmd_set: bool,
     /// Instruction lines of the ops this stage made, for the source map.
     pub locations: Recorded,
+    /// A named context with this stage's name: it replaces the whole stage.
+    pub named: Option<named::Found>,
+    /// What build checks remember about the stage.
+    pub lint: crate::lint::dispatch_checks::StageLint,
 }
 
 impl DState {
@@ -74,6 +79,8 @@ pub(crate) struct Pass {
     pub image: kiln_oci::Image,
     pub context_paths: Vec<String>,
     pub locations: Recorded,
+    /// The linter with this pass's findings added.
+    pub linter: crate::lint::Linter,
 }
 
 /// The automatic platform ARGs (`TARGETPLATFORM`, `BUILDARCH`, ...) in BuildKit's order.
@@ -122,6 +129,7 @@ pub(crate) fn convert(
     opts: &ConvertOptions,
     resolver: &dyn ImageResolver,
     context: Output,
+    mut linter: crate::lint::Linter,
 ) -> Result<Pass, ConvertError> {
     let (stages, meta_args) = instructions::parse(&parsed.ast)?;
     if stages.is_empty() {
@@ -157,14 +165,34 @@ pub(crate) fn convert(
         }
     }
 
+    // Names a FROM may use without UndefinedArgInFrom: global ARGs, with or without a value.
+    let known: BTreeSet<String> = global
+        .0
+        .iter()
+        .map(|(k, _)| k.clone())
+        .chain(
+            meta_args
+                .iter()
+                .flat_map(|(_, a)| a.iter().map(|kp| kp.key.clone())),
+        )
+        .collect();
+
     // Stages, with their base names expanded by the global ARGs.
     let mut states: Vec<DState> = Vec::new();
     let mut by_name: BTreeMap<String, usize> = BTreeMap::new();
     for (i, mut st) in stages.into_iter().enumerate() {
         let line = st.start_line;
+        let from_check = crate::lint::dispatch_checks::FromCheck {
+            start: st.start_line,
+            end: st.end_line,
+            stage_name: &st.name,
+            known: &known,
+        };
         let base = shlex
-            .process_word(&st.base_name, &global)
+            .process_word_with_matches(&st.base_name, &global)
             .map_err(|e| at(line, "FROM", e.to_string()))?;
+        from_check.base(&mut linter, &base);
+        let base = base.result;
         if base.is_empty() {
             return Err(at(
                 line,
@@ -176,8 +204,15 @@ pub(crate) fn convert(
         let mut platform = None;
         if !st.platform.is_empty() {
             let p = shlex
-                .process_word(&st.platform, &global)
+                .process_word_with_matches(&st.platform, &global)
                 .map_err(|e| at(line, "FROM", e.to_string()))?;
+            from_check.platform(
+                &mut linter,
+                &st.platform,
+                &p,
+                crate::shell::EnvGetter::get(&global, "TARGETPLATFORM"),
+            );
+            let p = p.result;
             if p.is_empty() {
                 return Err(at(
                     line,
@@ -195,6 +230,22 @@ pub(crate) fn convert(
         } else {
             st.name.clone()
         };
+        if !st.name.is_empty()
+            && let Some(found) =
+                named::lookup(opts, &st.name, platform.as_ref()).map_err(|e| at(line, "FROM", e))?
+        {
+            let ds = DState {
+                stage_name,
+                platform,
+                named: Some(found),
+                stage: st,
+                ..Default::default()
+            };
+            let idx = add_state(&mut states, &mut by_name, ds);
+            // Not built on an earlier stage: the context is all there is.
+            states[idx].base = None;
+            continue;
+        }
         let mut total =
             usize::from(st.base_name != "scratch" && !by_name.contains_key(&st.base_name));
         total += st
@@ -246,13 +297,16 @@ pub(crate) fn convert(
     let mut reachable;
     loop {
         reachable = reachable_from(&states, target);
+        if opts.all_stages {
+            reachable = (0..states.len()).collect();
+        }
         for (i, d) in states.iter_mut().enumerate() {
             if d.base.is_some() || d.dispatched || d.resolved {
                 continue;
             }
             let is_reachable = reachable.contains(&i);
             d.resolved = is_reachable;
-            if d.stage.base_name == "scratch" {
+            if d.stage.base_name == "scratch" && d.named.is_none() {
                 d.state = LState::new(None);
                 d.image = empty_image(&opts.target_platform);
                 d.platform = Some(opts.target_platform.clone());
@@ -288,7 +342,12 @@ pub(crate) fn convert(
         }
     }
 
+    let lint = std::cell::RefCell::new(crate::lint::dispatch_checks::DispatchLint::new(
+        linter,
+        &opts.ignore_patterns,
+    ));
     let ctx = DispatchCtx {
+        lint: &lint,
         shlex: &shlex,
         global: &global,
         build_args: &opts.build_args,
@@ -371,6 +430,7 @@ pub(crate) fn convert(
         image: t.image.clone(),
         context_paths,
         locations,
+        linter: lint.into_inner().linter,
     })
 }
 
@@ -481,6 +541,7 @@ fn init(states: &mut [DState], i: usize) {
     d.image = base.image;
     d.image.config.on_build.clear();
     d.build_args.extend(base.build_args);
+    d.lint.workdir_set = base.lint.workdir_set;
 }
 
 fn init_onbuild(
@@ -551,6 +612,37 @@ fn resolve_base_image(
         d.dispatched = true;
     }
     if !reachable {
+        return Ok(());
+    }
+    if let Some(found) = d.named.clone() {
+        // BuildKit's `resolveBaseImage` with `d.namedContext`: the stage is the context.
+        let loaded =
+            named::load(&found, &platform, opts, resolver).map_err(|e| at(line, "FROM", e))?;
+        d.dispatched = true;
+        d.state = loaded.state;
+        if let Some(image) = loaded.image {
+            if !image.architecture.is_empty() && !image.os.is_empty() {
+                d.platform = Some(pb::Platform {
+                    os: image.os.clone(),
+                    architecture: image.architecture.clone(),
+                    variant: image.variant.clone().unwrap_or_default(),
+                    os_version: image.os_version.clone().unwrap_or_default(),
+                    os_features: image.os_features.clone(),
+                });
+            }
+            d.image = image;
+        }
+        return Ok(());
+    }
+    // A base name (or COPY --from image) that a named context overrides.
+    if let Some(found) =
+        named::lookup(opts, &d.stage.base_name, Some(&platform)).map_err(|e| at(line, "FROM", e))?
+    {
+        let loaded =
+            named::load(&found, &platform, opts, resolver).map_err(|e| at(line, "FROM", e))?;
+        d.image = loaded.image.unwrap_or_else(|| empty_image(&platform));
+        d.state = loaded.state;
+        d.platform = Some(platform);
         return Ok(());
     }
     let resolved = resolver

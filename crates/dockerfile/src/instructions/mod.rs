@@ -10,10 +10,14 @@ pub use words::{chomp_heredoc_content, parse_go_duration, parse_heredoc_word};
 
 /// An instruction that could not be turned into a command.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("dockerfile parse error on line {line}: {instruction}: {message}")]
+#[error(
+    "dockerfile parse error on line {line}: {}{message}",
+    if instruction.is_empty() { String::new() } else { format!("{instruction}: ") }
+)]
 pub struct InstructionError {
     pub line: usize,
-    /// The instruction keyword, upper case.
+    /// The instruction keyword, upper case; empty when the message names it (unknown
+    /// instructions).
     pub instruction: String,
     pub message: String,
 }
@@ -507,9 +511,28 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
             }
             Command::Shell(meta, shell)
         }
-        other => return Err(e(format!("unknown instruction: {}", other.to_uppercase()))),
+        _ => return Err(unknown(node)),
     };
     Ok(Instruction::Command(cmd))
+}
+
+/// BuildKit's `unknown instruction: RUNN (did you mean RUN?)`, the word as written.
+fn unknown(node: &Node) -> InstructionError {
+    let word = node
+        .original
+        .split_whitespace()
+        .next()
+        .unwrap_or(&node.value)
+        .to_string();
+    InstructionError {
+        line: node.start_line,
+        instruction: String::new(),
+        message: crate::parser::ParseErrorKind::UnknownInstruction {
+            suggestion: crate::parser::suggest_instruction(&word),
+            name: word,
+        }
+        .to_string(),
+    }
 }
 
 fn no_dest(cmd: &str) -> String {

@@ -124,15 +124,33 @@ fn export(
         "oci" => ExportKind::Oci,
         "tar" => ExportKind::Tar,
         "local" => ExportKind::Local,
-        "image" | "docker" | "moby" | "registry" => {
-            return Err(err("not supported yet (oci, tar and local are)".into()));
+        "image" | "registry" => ExportKind::Image,
+        "docker" | "moby" => {
+            return Err(err(
+                "not supported: there is no Docker daemon to load into (use type=image,push=true or type=oci)"
+                    .into(),
+            ));
         }
         _ => {
             return Err(err(
-                "unknown exporter (oci, tar and local are supported)".into()
+                "unknown exporter (image, registry, oci, tar and local are supported)".into(),
             ));
         }
     };
+    let mut attrs: BTreeMap<String, String> = exp.attrs.clone();
+    // The destination is the session's; a path in the attributes would name the server's disk.
+    attrs.remove("dest");
+    if kind == ExportKind::Image {
+        // BuildKit's `registry` exporter is `image` with push=true.
+        if exp.r#type == "registry" {
+            attrs.insert("push".into(), "true".into());
+        }
+        return Ok(ExportRequest {
+            kind,
+            dest: ExportDest::None,
+            attrs,
+        });
+    }
     let dest = dest.ok_or_else(|| {
         err(format!(
             "no destination: session {session:?} offers none for this exporter"
@@ -144,9 +162,6 @@ fn export(
         (ExportKind::Local, _) => return Err(err("needs a directory destination".into())),
         _ => return Err(err("needs a file destination".into())),
     }
-    let mut attrs: BTreeMap<String, String> = exp.attrs.clone();
-    // The destination is the session's; a path in the attributes would name the server's disk.
-    attrs.remove("dest");
     Ok(ExportRequest {
         kind,
         dest: dest.clone(),
@@ -218,12 +233,15 @@ mod tests {
             ..Default::default()
         });
         let mut req = request(guard.id());
-        req.exporters = vec![exporter("image", &[])];
+        req.exporters = vec![exporter("docker", &[])];
         let e = solve_request(&req, &reg).unwrap_err().to_string();
-        assert!(
-            e.contains("exporter 0 (type=image): not supported yet"),
-            "{e}"
-        );
+        assert!(e.contains("exporter 0 (type=docker): not supported"), "{e}");
+        // type=image needs no destination; type=registry means push=true.
+        req.exporters = vec![exporter("registry", &[("name", "r/x")])];
+        let out = solve_request(&req, &reg).unwrap();
+        assert_eq!(out.exports[0].kind, ExportKind::Image);
+        assert!(matches!(out.exports[0].dest, ExportDest::None));
+        assert_eq!(out.exports[0].attrs["push"], "true");
         req.exporters = vec![exporter("local", &[])];
         let e = solve_request(&req, &reg).unwrap_err().to_string();
         assert!(e.contains("needs a directory"), "{e}");

@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use kiln_proto::pb;
 use kiln_solver::{ExecContext, Inputs, OpError, Operation, Stream};
 use std::collections::VecDeque;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 pub struct ExecOperation {
@@ -99,6 +100,9 @@ impl Operation<Ref> for ExecOperation {
         inputs: &Inputs<'_, Ref>,
         ctx: &ExecContext,
     ) -> Result<Vec<Ref>, OpError> {
+        if let Some(p) = &self.op.platform {
+            can_run(p, Path::new(BINFMT_MISC))?;
+        }
         let (root, binds) = self.mounts()?;
         let base = if root.input >= 0 {
             inputs.result(root.input as usize).await?
@@ -203,4 +207,126 @@ fn meta_remove_stubs_recursive(exec: &pb::ExecOp) -> bool {
     exec.meta
         .as_ref()
         .is_some_and(|m| m.remove_mount_stubs_recursive)
+}
+
+const BINFMT_MISC: &str = "/proc/sys/fs/binfmt_misc";
+
+/// Whether this host can run a step for `platform`: natively (its own architecture, or 386 on
+/// amd64), or through a binfmt_misc handler (`qemu-<arch>`, as qemu-user-static registers
+/// them). Checked before anything is mounted, so the error is about the platform, not an
+/// `exec format error` from inside the container.
+fn can_run(platform: &pb::Platform, binfmt: &Path) -> Result<(), String> {
+    let host = kiln_llb::host_platform();
+    let arch = platform.architecture.as_str();
+    let os = if platform.os.is_empty() {
+        "linux"
+    } else {
+        &platform.os
+    };
+    let native = arch.is_empty()
+        || arch == host.architecture
+        || (host.architecture == "amd64" && arch == "386");
+    let mut shown = format!("{os}/{arch}");
+    if !platform.variant.is_empty() {
+        shown = format!("{shown}/{}", platform.variant);
+    }
+    let host_shown = format!("{}/{}", host.os, host.architecture);
+    if os != host.os {
+        return Err(format!(
+            "cannot run {shown} steps on this {host_shown} host: only {} steps can run here",
+            host.os
+        ));
+    }
+    if native {
+        return Ok(());
+    }
+    let qemu = match arch {
+        "arm64" => "aarch64",
+        "amd64" => "x86_64",
+        "386" => "i386",
+        "mips64le" => "mips64el",
+        "loong64" => "loongarch64",
+        other => other,
+    };
+    let reason = if !binfmt.join("status").exists() {
+        format!("binfmt_misc is not mounted at {}", binfmt.display())
+    } else {
+        let handler = binfmt.join(format!("qemu-{qemu}"));
+        match std::fs::read_to_string(&handler) {
+            Ok(text) if text.lines().next() == Some("enabled") => return Ok(()),
+            Ok(_) => format!("the binfmt_misc handler qemu-{qemu} for {arch} is disabled"),
+            Err(_) => format!("no binfmt_misc handler for {arch}"),
+        }
+    };
+    Err(format!(
+        "cannot run {shown} steps on this {host_shown} host: emulation is not set up ({reason}; install qemu-user-static and mount binfmt_misc)"
+    ))
+}
+
+#[cfg(test)]
+mod platform_tests {
+    use super::*;
+
+    /// A temporary directory, removed on drop.
+    struct Dir(std::path::PathBuf);
+    impl Dir {
+        fn path(&self) -> &Path {
+            &self.0
+        }
+    }
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn platform(arch: &str) -> pb::Platform {
+        pb::Platform {
+            os: "linux".into(),
+            architecture: arch.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn foreign_platforms_need_a_binfmt_handler() {
+        let foreign = if kiln_llb::host_arch() == "arm64" {
+            ("amd64", "x86_64")
+        } else {
+            ("arm64", "aarch64")
+        };
+        let dir = std::env::temp_dir().join(format!("kiln-binfmt-{:x}", rand::random::<u64>()));
+        std::fs::create_dir(&dir).unwrap();
+        let dir = Dir(dir);
+        let host = kiln_llb::host_platform();
+        assert!(can_run(&host, dir.path()).is_ok());
+        // Not mounted: no status file.
+        let err = can_run(&platform(foreign.0), dir.path()).unwrap_err();
+        assert!(
+            err.contains(&format!("cannot run linux/{} steps", foreign.0)),
+            "{err}"
+        );
+        assert!(err.contains("emulation is not set up"), "{err}");
+        assert!(err.contains("binfmt_misc is not mounted"), "{err}");
+        // Mounted, no handler.
+        std::fs::write(dir.path().join("status"), "enabled\n").unwrap();
+        let err = can_run(&platform(foreign.0), dir.path()).unwrap_err();
+        assert!(
+            err.contains(&format!("no binfmt_misc handler for {}", foreign.0)),
+            "{err}"
+        );
+        // A disabled handler, then an enabled one.
+        let handler = dir.path().join(format!("qemu-{}", foreign.1));
+        std::fs::write(&handler, "disabled\ninterpreter /usr/bin/qemu\n").unwrap();
+        assert!(
+            can_run(&platform(foreign.0), dir.path())
+                .unwrap_err()
+                .contains("disabled")
+        );
+        std::fs::write(&handler, "enabled\ninterpreter /usr/bin/qemu\n").unwrap();
+        assert!(can_run(&platform(foreign.0), dir.path()).is_ok());
+        let mut win = host.clone();
+        win.os = "windows".into();
+        assert!(can_run(&win, dir.path()).unwrap_err().contains("windows"));
+    }
 }

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod file;
 pub mod merge;
+pub mod oci_layout;
 pub mod source;
 mod stubs;
 

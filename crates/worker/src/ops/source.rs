@@ -1,4 +1,5 @@
-//! SourceOp: images from registries and the client's local directories.
+//! SourceOp: images from registries and the client's local directories (OCI layouts are in
+//! `oci_layout.rs`).
 
 use crate::store::{LayerBlob, LayerRecord, Ref, Store};
 use crate::{LocalDir, Worker};
@@ -83,51 +84,71 @@ impl ImageSource {
         diff_id: &str,
         ctx: &ExecContext,
     ) -> Result<String, OpError> {
-        let store = &self.worker.store;
-        let key = format!("layer-blob:{}", desc.digest);
-        if let Some(id) = store
-            .lookup(&key)?
-            .and_then(|refs| refs.first().and_then(|r| r.layers.first().cloned()))
-        {
-            return Ok(id);
-        }
-        ctx.progress.send(
-            &ctx.vertex,
-            "",
-            EventKind::Info {
-                message: format!("pulling {}", desc.digest),
-            },
-        );
-        let blob = self
-            .worker
-            .registry
-            .fetch_blob(reference, desc, &store.blobs)
-            .await?;
-        let store2 = store.clone();
-        let layer = tokio::task::spawn_blocking(move || -> Result<String, OpError> {
-            let layer = store2.new_layer()?;
-            let file = std::fs::File::open(&blob)?;
-            let reader = kiln_oci::layer::decompress(std::io::BufReader::new(file))?;
-            kiln_oci::layer::apply_layer(FailMidway::new(reader), &layer.dir)?;
-            store2.finish_layer(&layer);
-            Ok(layer.id)
+        let worker = &self.worker;
+        unpacked_layer(worker, desc, diff_id, ctx, || async move {
+            Ok(worker
+                .registry
+                .fetch_blob(reference, desc, &worker.store.blobs)
+                .await?)
         })
-        .await??;
-        let r = Ref::scratch().with_layer(&layer);
-        store.record(&key, &[r])?;
-        store.set_layer_record(
-            &layer,
-            &LayerRecord {
-                blob: Some(LayerBlob {
-                    digest: desc.digest.clone(),
-                    diff_id: diff_id.to_string(),
-                    size: desc.size,
-                    media_type: desc.media_type.clone(),
-                }),
-            },
-        )?;
-        Ok(layer)
+        .await
     }
+}
+
+/// The unpacked layer for a layer blob: unpacked once per blob digest and shared by every image
+/// (registry or OCI layout) that has it. `fetch` brings the verified blob into the store's
+/// blob area and returns its path; it runs only when the layer is not unpacked yet.
+pub(crate) async fn unpacked_layer<F, Fut>(
+    worker: &Worker,
+    desc: &kiln_oci::Descriptor,
+    diff_id: &str,
+    ctx: &ExecContext,
+    fetch: F,
+) -> Result<String, OpError>
+where
+    F: FnOnce() -> Fut,
+    Fut: std::future::Future<Output = Result<std::path::PathBuf, OpError>>,
+{
+    let store = &worker.store;
+    let key = format!("layer-blob:{}", desc.digest);
+    if let Some(id) = store
+        .lookup(&key)?
+        .and_then(|refs| refs.first().and_then(|r| r.layers.first().cloned()))
+    {
+        return Ok(id);
+    }
+    ctx.progress.send(
+        &ctx.vertex,
+        "",
+        EventKind::Info {
+            message: format!("pulling {}", desc.digest),
+        },
+    );
+    let blob = fetch().await?;
+    let store2 = store.clone();
+    let layer = tokio::task::spawn_blocking(move || -> Result<String, OpError> {
+        let layer = store2.new_layer()?;
+        let file = std::fs::File::open(&blob)?;
+        let reader = kiln_oci::layer::decompress(std::io::BufReader::new(file))?;
+        kiln_oci::layer::apply_layer(FailMidway::new(reader), &layer.dir)?;
+        store2.finish_layer(&layer);
+        Ok(layer.id)
+    })
+    .await??;
+    let r = Ref::scratch().with_layer(&layer);
+    store.record(&key, &[r])?;
+    store.set_layer_record(
+        &layer,
+        &LayerRecord {
+            blob: Some(LayerBlob {
+                digest: desc.digest.clone(),
+                diff_id: diff_id.to_string(),
+                size: desc.size,
+                media_type: desc.media_type.clone(),
+            }),
+        },
+    )?;
+    Ok(layer)
 }
 
 /// `local://NAME`: a directory of the client's, sent as BuildKit's client sends it.

@@ -1,0 +1,467 @@
+//! Pushing built images: a round trip through Debian's docker-registry read back with skopeo,
+//! the requests a push makes (asserted from a logging proxy in front of the registry), and
+//! basic auth with credentials from a docker-credential helper that must never leak.
+
+mod common;
+
+use common::*;
+use kiln_testkit::Registry;
+use std::path::Path;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+/// A TCP proxy in front of a registry that logs each request line (`METHOD PATH`).
+struct Proxy {
+    port: u16,
+    log: Arc<Mutex<Vec<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Proxy {
+    fn start(upstream: u16) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log2 = log.clone();
+        rt.spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let log = log2.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                    else {
+                        return;
+                    };
+                    let (cr, mut cw) = client.into_split();
+                    let (mut sr, mut sw) = server.into_split();
+                    tokio::spawn(async move {
+                        let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                    });
+                    let mut reader = BufReader::new(cr);
+                    // One request at a time: head, logged, then exactly Content-Length bytes.
+                    loop {
+                        let mut head = String::new();
+                        loop {
+                            let mut line = String::new();
+                            match reader.read_line(&mut line).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(_) => {}
+                            }
+                            head.push_str(&line);
+                            if line == "\r\n" {
+                                break;
+                            }
+                        }
+                        let first = head.lines().next().unwrap_or("").to_string();
+                        let parts: Vec<&str> = first.split(' ').collect();
+                        if parts.len() >= 2 {
+                            log.lock()
+                                .unwrap()
+                                .push(format!("{} {}", parts[0], parts[1]));
+                        }
+                        let len: u64 = head
+                            .lines()
+                            .find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case("content-length")
+                                    .then(|| v.trim().parse().ok())?
+                            })
+                            .unwrap_or(0);
+                        if sw.write_all(head.as_bytes()).await.is_err() {
+                            return;
+                        }
+                        let mut body = (&mut reader).take(len);
+                        if tokio::io::copy(&mut body, &mut sw).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        Proxy { port, log, _rt: rt }
+    }
+
+    fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn take(&self) -> Vec<String> {
+        std::mem::take(&mut *self.log.lock().unwrap())
+    }
+}
+
+fn skopeo(args: &[&str]) -> String {
+    let out = Command::new("skopeo").args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "skopeo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn uploads(log: &[String]) -> Vec<&String> {
+    log.iter()
+        .filter(|l| l.starts_with("PATCH ") || l.starts_with("PUT ") && l.contains("/blobs/"))
+        .collect()
+}
+
+#[test]
+fn push_round_trip_mounts_skips_and_reads_back_with_skopeo() {
+    let reg = Registry::with_busybox().unwrap();
+    let proxy = Proxy::start(reg.port);
+    let host = proxy.host();
+    let store = Store::new();
+    let p = Project::new(
+        &format!("FROM {host}/busybox\nCOPY hello.txt /hello.txt\n"),
+        &[("hello.txt", "hello from kiln\n")],
+    );
+    let meta = p.out("meta.json");
+    let name = format!("{host}/pushed/app:v1");
+    let r = run(
+        p.build_cmd_output(
+            &store,
+            &format!("type=image,name={name},push=true"),
+            &["--metadata-file", meta.to_str().unwrap()],
+        )
+        .env("DOCKER_CONFIG", p.dir.path()),
+        BUILD_TIMEOUT,
+    );
+    r.assert_ok();
+    let log = proxy.take();
+
+    // The busybox layer was mounted from its repository, not uploaded; the new layer and
+    // the config were uploaded; the manifest went last.
+    let base: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{}/busybox", reg.host()),
+    ]))
+    .unwrap();
+    let base_layer = base["layers"][0]["digest"].as_str().unwrap().to_string();
+    let mount = format!("POST /v2/pushed/app/blobs/uploads/?mount={base_layer}&from=busybox");
+    assert!(log.contains(&mount), "no mount POST in {log:#?}");
+    assert!(
+        !uploads(&log).iter().any(|l| l.contains(&base_layer)),
+        "{log:#?}"
+    );
+    assert_eq!(uploads(&log).len(), 2, "new layer and config: {log:#?}");
+    assert_eq!(
+        log.last().unwrap(),
+        "PUT /v2/pushed/app/manifests/v1",
+        "{log:#?}"
+    );
+
+    // Metadata as buildctl writes it.
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let digest = m["containerimage.digest"].as_str().unwrap();
+    assert_eq!(m["image.name"], name.as_str());
+    assert_eq!(m["containerimage.descriptor"]["digest"], digest);
+    assert_eq!(
+        m["containerimage.descriptor"]["mediaType"],
+        "application/vnd.docker.distribution.manifest.v2+json",
+        "BuildKit's default for type=image is Docker media types"
+    );
+    assert!(m["containerimage.config.digest"].is_string());
+
+    // skopeo reads it back, and copies it out whole (it verifies every blob).
+    let inspect: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name}"),
+    ]))
+    .unwrap();
+    assert_eq!(inspect["Digest"], digest);
+    assert_eq!(inspect["Layers"].as_array().unwrap().len(), 2);
+    let copy = tempfile::tempdir().unwrap();
+    skopeo(&[
+        "copy",
+        "-q",
+        "--src-tls-verify=false",
+        &format!("docker://{name}"),
+        &format!("oci:{}:x", copy.path().display()),
+    ]);
+
+    // The buildx spelling, to a new tag: every layer is there already, so only the config
+    // (its creation time is new) is uploaded.
+    let layers: Vec<String> = inspect["Layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l.as_str().unwrap().to_string())
+        .collect();
+    let name2 = format!("{host}/pushed/app:v2");
+    let mut c = store.kiln();
+    c.args(["build", "--progress", "plain", "-t", &name2, "--push"])
+        .arg(p.ctx())
+        .env("DOCKER_CONFIG", p.dir.path());
+    run(&mut c, BUILD_TIMEOUT).assert_ok();
+    let log = proxy.take();
+    let up = uploads(&log);
+    assert!(up.len() <= 1, "{log:#?}");
+    assert!(
+        !up.iter()
+            .any(|u| layers.iter().any(|l| u.contains(l.as_str()))),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.contains("mount=")),
+        "present blobs are not mounted: {log:#?}"
+    );
+    assert!(log.contains(&"PUT /v2/pushed/app/manifests/v2".to_string()));
+    let again: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--tls-verify=false",
+        &format!("docker://{name2}"),
+    ]))
+    .unwrap();
+    assert_eq!(again["Digest"].as_str().unwrap().len(), digest.len());
+
+    // push-by-digest with OCI media types: no tag is written.
+    let mut c = store.kiln();
+    let out = format!(
+        "type=image,name={host}/bydigest/app:nope,push=true,push-by-digest=true,oci-mediatypes=true"
+    );
+    c.args([
+        "build",
+        "--progress",
+        "plain",
+        "-o",
+        &out,
+        "--metadata-file",
+    ])
+    .arg(&meta)
+    .arg(p.ctx())
+    .env("DOCKER_CONFIG", p.dir.path());
+    run(&mut c, BUILD_TIMEOUT).assert_ok();
+    let log = proxy.take();
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    let d = m["containerimage.digest"].as_str().unwrap();
+    assert!(
+        log.contains(&format!("PUT /v2/bydigest/app/manifests/{d}")),
+        "{log:#?}"
+    );
+    assert!(
+        !log.iter().any(|l| l.ends_with("manifests/nope")),
+        "{log:#?}"
+    );
+    let raw: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{host}/bydigest/app@{d}"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        raw["mediaType"],
+        "application/vnd.oci.image.manifest.v1+json"
+    );
+}
+
+#[test]
+fn push_needs_a_name_and_tag_alone_only_builds() {
+    let store = Store::new();
+    let p = Project::new("FROM scratch\nCOPY a /a\n", &[("a", "a")]);
+    let r = run(
+        &mut p.build_cmd_output(&store, "type=image,push=true", &[]),
+        BUILD_TIMEOUT,
+    );
+    r.assert_failed();
+    assert!(r.stderr.contains("needs name=REF"), "{}", r.stderr);
+    let mut c = store.kiln();
+    c.args(["build", "--progress", "plain", "-t", "localhost:1/x"])
+        .arg(p.ctx());
+    let r = run(&mut c, BUILD_TIMEOUT);
+    r.assert_ok();
+    assert!(r.stderr.contains("no output specified"), "{}", r.stderr);
+}
+
+// ---- basic auth with a credential helper ----------------------------------------------------
+
+const PASSWORD: &str = "kiln-pw-7f3a9c21-s3cret";
+
+/// docker-registry with htpasswd auth (bcrypt made by python's crypt) on plain loopback HTTP.
+fn auth_registry(dir: &Path) -> (std::process::Child, u16) {
+    let hash = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+            PASSWORD,
+        ])
+        .output()
+        .unwrap();
+    assert!(hash.status.success(), "python3 crypt (bcrypt) is needed");
+    let hash = String::from_utf8(hash.stdout).unwrap();
+    assert!(hash.starts_with("$2"), "{hash}");
+    std::fs::write(dir.join("htpasswd"), format!("kiln:{}", hash.trim())).unwrap();
+    let port = free_port();
+    std::fs::write(
+        dir.join("config.yml"),
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
+            dir.join("data").display(),
+            dir.join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(dir.join("config.yml"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "registry did not start"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    (child, port)
+}
+
+struct Killed(std::process::Child);
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+fn tree_contains(dir: &Path, needle: &[u8]) -> Vec<String> {
+    let mut hits = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return hits;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let Ok(meta) = std::fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            hits.extend(tree_contains(&path, needle));
+        } else if meta.is_file() && std::fs::read(&path).is_ok_and(|b| contains_bytes(&b, needle)) {
+            hits.push(path.display().to_string());
+        }
+    }
+    hits
+}
+
+#[test]
+fn basic_auth_with_credential_helpers_never_leaks_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let (child, port) = auth_registry(dir.path());
+    let _reg = Killed(child);
+    let host = format!("127.0.0.1:{port}");
+    // Seed busybox with skopeo's own credentials.
+    let layout = tempfile::tempdir().unwrap();
+    kiln_testkit::busybox_layout(layout.path()).unwrap();
+    skopeo(&[
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &format!("kiln:{PASSWORD}"),
+        &format!("oci:{}:latest", layout.path().display()),
+        &format!("docker://{host}/busybox:latest"),
+    ]);
+
+    // The helper and the Docker config that names it.
+    let bin = dir.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-kilntest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> '{}'\n\
+             printf '{{\"ServerURL\":\"%s\",\"Username\":\"kiln\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
+            dir.path().join("helper.log").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker_config = dir.path().join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    let path = format!(
+        "{}:{}",
+        bin.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+
+    let store = Store::new();
+    let p = Project::new(
+        &format!("FROM {host}/busybox\nCOPY f /f\n"),
+        &[("f", "auth test\n")],
+    );
+    let build = |config: &str, tag: &str| {
+        std::fs::write(docker_config.join("config.json"), config).unwrap();
+        let mut c = store.kiln();
+        c.args([
+            "build",
+            "--progress",
+            "plain",
+            "-t",
+            &format!("{host}/app:{tag}"),
+            "--push",
+        ])
+        .arg(p.ctx())
+        .env("DOCKER_CONFIG", &docker_config)
+        .env("PATH", &path);
+        run(&mut c, BUILD_TIMEOUT)
+    };
+
+    // No credentials: a clear refusal naming the image, the registry's answer and the fix.
+    let r = build("{}", "none");
+    r.assert_failed();
+    assert!(r.stderr.contains("credentials required"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains(&format!("{host}/busybox")),
+        "{}",
+        r.stderr
+    );
+
+    for (config, tag) in [
+        (
+            format!(r#"{{"credHelpers":{{"{host}":"kilntest"}}}}"#),
+            "helpers",
+        ),
+        (r#"{"credsStore":"kilntest"}"#.to_string(), "store"),
+    ] {
+        let r = build(&config, tag);
+        r.assert_ok();
+        assert!(!r.stderr.contains(PASSWORD), "password in stderr");
+        assert!(
+            !contains_bytes(&r.stdout, PASSWORD.as_bytes()),
+            "password in stdout"
+        );
+        skopeo(&[
+            "inspect",
+            "--tls-verify=false",
+            "--creds",
+            &format!("kiln:{PASSWORD}"),
+            &format!("docker://{host}/app:{tag}"),
+        ]);
+    }
+    let asked = std::fs::read_to_string(dir.path().join("helper.log")).unwrap();
+    assert!(asked.lines().all(|l| l == host), "{asked}");
+    let leaks = tree_contains(store.root(), PASSWORD.as_bytes());
+    assert!(leaks.is_empty(), "password stored in {leaks:?}");
+}
