@@ -637,3 +637,54 @@ fn second_build_on_the_same_store_waits_then_succeeds() {
         imgtree(&p.out("second.tar"))["rootfs"]
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// Outputs
+
+/// `type=local` into a directory that already holds files: the result's paths are replaced
+/// (a file becomes a directory and back), other files stay, as BuildKit's local exporter does.
+#[test]
+fn local_export_replaces_result_paths_and_keeps_others() {
+    let p = Project::new(
+        "FROM scratch\nCOPY a.txt /a.txt\nCOPY sub /sub\n",
+        &[("a.txt", "one"), ("sub/b.txt", "bee")],
+    );
+    let store = Store::new();
+    let dest = p.out("local");
+    std::fs::create_dir_all(dest.join("a.txt")).unwrap(); // a directory where a file goes
+    std::fs::write(dest.join("keep.txt"), "mine").unwrap();
+    let out = format!("type=local,dest={}", dest.display());
+    run(
+        &mut p.build_cmd_output(&store, &out, &[]),
+        Duration::from_secs(120),
+    )
+    .assert_ok();
+    assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), "one");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("sub/b.txt")).unwrap(),
+        "bee"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dest.join("keep.txt")).unwrap(),
+        "mine"
+    );
+
+    p.write("a.txt", "two");
+    run(
+        &mut p.build_cmd_output(&store, &out, &[]),
+        Duration::from_secs(120),
+    )
+    .assert_ok();
+    assert_eq!(std::fs::read_to_string(dest.join("a.txt")).unwrap(), "two");
+    assert_eq!(
+        std::fs::read_to_string(dest.join("keep.txt")).unwrap(),
+        "mine"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(p.out_dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".kiln-"))
+        .collect();
+    assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
+}
