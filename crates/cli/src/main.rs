@@ -47,6 +47,9 @@ fn default_root() -> PathBuf {
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let root = cli.root.clone().unwrap_or_else(default_root);
+    // runc and the bundles are given paths under the root: a relative root would be resolved
+    // against the wrong directory there.
+    let root = std::path::absolute(&root).unwrap_or(root);
     let result = match cli.command {
         Command::Build(args) => build::run(*args, root),
         Command::Debug(cmd) => debug::run(cmd),

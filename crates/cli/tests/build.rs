@@ -688,3 +688,39 @@ fn local_export_replaces_result_paths_and_keeps_others() {
         .collect();
     assert!(leftovers.is_empty(), "staging left behind: {leftovers:?}");
 }
+
+/// Layer compressions other than gzip fail with a clear error instead of being ignored.
+#[test]
+fn unsupported_compression_is_an_error() {
+    let p = Project::new("FROM scratch\nCOPY a.txt /a.txt\n", &[("a.txt", "a")]);
+    let store = Store::new();
+    let out = format!(
+        "type=oci,dest={},compression=zstd",
+        p.out("x.tar").display()
+    );
+    let r = run(
+        &mut p.build_cmd_output(&store, &out, &[]),
+        Duration::from_secs(120),
+    );
+    r.assert_failed();
+    assert!(
+        r.stderr.contains("compression") && r.stderr.contains("zstd"),
+        "{}",
+        r.stderr
+    );
+    assert!(!p.out("x.tar").exists());
+}
+
+/// A relative --root works for steps that run containers (runc gets absolute paths).
+#[test]
+fn relative_root_runs_containers() {
+    let p = Project::new(&format!("FROM {}\nRUN echo hi > /x\n", from()), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_kiln"));
+    cmd.current_dir(dir.path())
+        .args(["--root", "store", "build", "--progress", "plain", "-o"])
+        .arg(format!("type=tar,dest={}", p.out("fs.tar").display()))
+        .arg(p.ctx());
+    run(&mut cmd, Duration::from_secs(120)).assert_ok();
+    assert!(p.out("fs.tar").exists());
+}

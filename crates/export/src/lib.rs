@@ -98,6 +98,7 @@ pub fn export(
     attrs: &BTreeMap<String, String>,
     registry: &kiln_registry::Client,
 ) -> Result<BTreeMap<String, String>, ExportError> {
+    check_compression(attrs)?;
     match kind {
         ExportKind::Image => push::export_image(store, result, config, attrs, registry),
         ExportKind::Oci => image::export_oci(store, result, config, dest, attrs),
@@ -111,6 +112,18 @@ pub fn export(
                 needs: "a destination directory (dest=DIR)",
             }),
         },
+    }
+}
+
+/// Layers are gzip; other compressions fail loudly rather than being silently ignored.
+fn check_compression(attrs: &BTreeMap<String, String>) -> Result<(), ExportError> {
+    match attrs.get("compression").map(String::as_str) {
+        None | Some("") | Some("gzip") => Ok(()),
+        Some(other) => Err(ExportError::Option {
+            key: "compression".into(),
+            value: other.into(),
+            reason: "not supported yet (layers are gzip)".into(),
+        }),
     }
 }
 
