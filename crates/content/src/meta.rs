@@ -74,6 +74,17 @@ impl MetaDb {
     }
 
     fn init_schema(&self) -> Result<(), MetaError> {
+        // Most opens find the schema in place: check it without a write transaction, whose
+        // commit would cost two fsyncs on every start.
+        if let Some(found) = self.schema_version()? {
+            if found != SCHEMA_VERSION {
+                return Err(MetaError::Schema {
+                    path: self.path.clone(),
+                    found,
+                });
+            }
+            return Ok(());
+        }
         let tx = self.db.begin_write().map_err(|e| self.err(e))?;
         {
             let mut info = tx.open_table(INFO).map_err(|e| self.err(e))?;
@@ -98,6 +109,21 @@ impl MetaDb {
             tx.open_table(LAYERS).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
+    }
+
+    fn schema_version(&self) -> Result<Option<u32>, MetaError> {
+        let tx = self.db.begin_read().map_err(|e| self.err(e))?;
+        let info = match tx.open_table(INFO) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let found = info
+            .get("schema")
+            .map_err(|e| self.err(e))?
+            .map(|v| u32::from_le_bytes(v.value().try_into().unwrap_or([0xff; 4])));
+        // The data tables are created in the same transaction as the version.
+        Ok(found)
     }
 
     pub fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, MetaError> {

@@ -192,11 +192,11 @@ impl Engine {
         session: &str,
         progress: &Progress,
     ) -> Result<kiln_dockerfile::convert::Converted, EngineError> {
-        let resolver = resolver::RegistryResolver {
-            registry: self.worker.registry.clone(),
-            handle: tokio::runtime::Handle::current(),
-            progress: progress.clone(),
-        };
+        let resolver = resolver::RegistryResolver::new(
+            self.worker.registry.clone(),
+            tokio::runtime::Handle::current(),
+            progress.clone(),
+        );
         let opts = request.frontend_opts.clone();
         let locals = request.locals.clone();
         let session = session.to_string();

@@ -15,11 +15,14 @@ pub(crate) struct Committed {
     pub manifest: Descriptor,
     pub manifest_bytes: Vec<u8>,
     pub config: Descriptor,
+    pub config_bytes: Vec<u8>,
     pub layers: Vec<Descriptor>,
 }
 
-/// Builds the config and manifest for `result` and stores them. `oci_types` picks OCI media
-/// types; otherwise Docker schema 2 (BuildKit's default for type=image).
+/// Builds the config and manifest for `result` (layer blobs are computed once and kept; the
+/// config and manifest stay in memory: they change with every build's creation time, and a
+/// tarball or a push needs no stored copy). `oci_types` picks OCI media types; otherwise Docker
+/// schema 2 (BuildKit's default for type=image).
 pub(crate) fn commit(
     store: &Store,
     result: &Ref,
@@ -37,7 +40,7 @@ pub(crate) fn commit(
         image.created = Some(created.clone());
     }
     let config_bytes = serde_json::to_vec(&image).map_err(|e| ExportError::Other(e.to_string()))?;
-    let config_digest = store.blobs.put_bytes(&config_bytes)?;
+    let config_digest = kiln_oci::sha256_digest(&config_bytes);
     let config_desc = Descriptor {
         media_type: if oci_types {
             media_types::OCI_CONFIG
@@ -68,7 +71,7 @@ pub(crate) fn commit(
     }
     let manifest_bytes =
         serde_json::to_vec(&manifest).map_err(|e| ExportError::Other(e.to_string()))?;
-    let manifest_digest = store.blobs.put_bytes(&manifest_bytes)?;
+    let manifest_digest = kiln_oci::sha256_digest(&manifest_bytes);
     let mut manifest_desc = Descriptor {
         media_type: manifest.media_type.clone(),
         digest: manifest_digest,
@@ -87,6 +90,7 @@ pub(crate) fn commit(
         manifest: manifest_desc,
         manifest_bytes,
         config: config_desc,
+        config_bytes,
         layers,
     })
 }
@@ -127,21 +131,23 @@ pub fn export_oci(
     let oci_types = crate::flag(attrs, "oci-mediatypes")?.unwrap_or(true);
     let committed = commit(store, result, config, attrs, oci_types)?;
     let index = Index::new_oci(vec![committed.manifest.clone()]);
-    let manifest_digest = &committed.manifest.digest;
-    let mut paths = vec![
-        (
-            committed.config.digest.clone(),
-            store.blobs.path(&committed.config.digest)?,
-        ),
-        (manifest_digest.clone(), store.blobs.path(manifest_digest)?),
-    ];
+    let mut paths = Vec::with_capacity(committed.layers.len());
     for l in &committed.layers {
         paths.push((l.digest.clone(), store.blobs.path(&l.digest)?));
     }
-    let sources: Vec<(String, BlobSource<'_>)> = paths
-        .iter()
-        .map(|(d, p)| (d.clone(), BlobSource::File(p)))
-        .collect();
+    let sources: Vec<(String, BlobSource<'_>)> = [
+        (
+            committed.config.digest.clone(),
+            BlobSource::Bytes(&committed.config_bytes),
+        ),
+        (
+            committed.manifest.digest.clone(),
+            BlobSource::Bytes(&committed.manifest_bytes),
+        ),
+    ]
+    .into_iter()
+    .chain(paths.iter().map(|(d, p)| (d.clone(), BlobSource::File(p))))
+    .collect();
     let mut out = Output::open(&dest)?;
     kiln_oci::layout::write_oci_archive(out.writer(), &index, &sources)
         .map_err(|e| ExportError::Other(format!("writing OCI archive: {e}")))?;

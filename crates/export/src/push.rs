@@ -59,6 +59,8 @@ pub fn export_image(
         });
     }
     let committed = commit(store, result, config, attrs, oci)?;
+    // The pusher reads blobs from the store: the config joins the layers there.
+    store.blobs.put_bytes(&committed.config_bytes)?;
     if push {
         let blobs: Vec<Descriptor> = std::iter::once(committed.config.clone())
             .chain(committed.layers.iter().cloned())

@@ -120,7 +120,16 @@ pub(crate) fn http_client(
         .read_timeout(Duration::from_secs(120))
         // Registries redirect blob GETs to storage; reqwest drops Authorization across hosts.
         .redirect(reqwest::redirect::Policy::limited(8))
-        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")));
+        .user_agent(concat!("kiln/", env!("CARGO_PKG_VERSION")))
+        // `localhost` is always the loopback interface (as Docker assumes when it picks plain
+        // http for it); skipping the system resolver saves milliseconds on every build.
+        .resolve_to_addrs(
+            "localhost",
+            &[
+                std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+                std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, 0)),
+            ],
+        );
     let bad = |message: String| RegistryError::Config {
         source: ConfigError::Host {
             host: host.to_string(),
