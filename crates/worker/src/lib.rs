@@ -113,9 +113,24 @@ impl Worker {
                         platform: op.platform.clone().unwrap_or_else(kiln_llb::host_platform),
                         dir: store.and_then(|s| locals.get(s)).cloned(),
                     }))
+                } else if src.identifier.starts_with("https://")
+                    || src.identifier.starts_with("http://")
+                {
+                    Ok(Arc::new(ops::http::HttpSource {
+                        worker: self.clone(),
+                        url: src.identifier.clone(),
+                        attrs: src.attrs.clone(),
+                        resolved: Default::default(),
+                    }))
+                } else if let Some(id) = src.identifier.strip_prefix("git://") {
+                    Ok(Arc::new(ops::git::GitSource::new(
+                        self.clone(),
+                        id,
+                        src.attrs.clone(),
+                    )))
                 } else {
                     Err(unsupported(format!(
-                        "source {:?} is not supported yet (docker-image://, local:// and oci-layout:// are)",
+                        "source {:?} is not supported yet (docker-image://, local://, oci-layout://, http(s):// and git:// are)",
                         src.identifier
                     )))
                 }

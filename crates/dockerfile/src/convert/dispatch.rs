@@ -3,6 +3,7 @@
 
 use super::ConvertError;
 use super::ops::{self, ExtraMount, FileAction, LState};
+use super::remote::{self, AddOpts};
 use super::stages::{Cmd, DState};
 use super::util::{StateEnv, go_duration, go_quote_list, normalize_path};
 use crate::instructions::{
@@ -286,22 +287,17 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
                 exclude: a.exclude,
             };
             expand_sd(ctx, &env, &mut c.sd)?;
-            if c.sd
-                .source_paths
-                .iter()
-                .any(|s| s.starts_with("http://") || s.starts_with("https://"))
-            {
-                return Err("ADD from a URL is not supported yet".into());
-            }
-            if !a.checksum.is_empty() {
-                return Err("checksum requires HTTP(S) or Git sources".into());
-            }
-            let unpack = a.unpack.unwrap_or(true);
+            let add = AddOpts::new(a.unpack, a.keep_git_dir, &a.checksum);
             let src = ctx.context.clone();
-            copy_impl(d, &c, &src, true, unpack, ctx)?;
+            copy_impl(d, &c, &src, Some(&add), ctx)?;
             for s in &c.sd.source_paths {
-                ctx.lint.borrow_mut().copy_source(true, s);
-                d.ctx_paths.insert(super::util::join(&["/", s]));
+                if !remote::is_remote(s) {
+                    ctx.lint.borrow_mut().copy_source(true, s);
+                }
+                // As BuildKit: every source but a URL counts as a context path (Git ones too).
+                if !s.starts_with("http://") && !s.starts_with("https://") {
+                    d.ctx_paths.insert(super::util::join(&["/", s]));
+                }
             }
         }
     }
@@ -550,17 +546,20 @@ fn run_command_string(
 }
 
 fn copy(d: &mut DState, c: &CopyCommand, src: &LState, is_add: bool, ctx: &DispatchCtx) -> Res<()> {
-    copy_impl(d, c, src, is_add, is_add, ctx)
+    copy_impl(d, c, src, is_add.then(AddOpts::default).as_ref(), ctx)
 }
 
+/// COPY, or ADD when `add` is given.
 fn copy_impl(
     d: &mut DState,
     c: &CopyCommand,
     src: &LState,
-    is_add: bool,
-    unpack: bool,
+    add: Option<&AddOpts>,
     ctx: &DispatchCtx,
 ) -> Res<()> {
+    let is_add = add.is_some();
+    let mut add = add.cloned();
+    let unpack = add.as_ref().is_some_and(|a| a.unpack.unwrap_or(true));
     let dest = {
         let p = &c.sd.dest_path;
         if p.starts_with('/') {
@@ -571,6 +570,9 @@ fn copy_impl(
         }
     };
     let (mode, mode_str) = parse_chmod(&c.chmod)?;
+    if add.as_ref().is_some_and(|a| !a.checksum.is_empty()) {
+        remote::check_checksum_sources(&c.sd.source_paths)?;
+    }
     let owner = ops::chown_opt(&c.chown);
     let mut msg = String::from(if is_add { "ADD" } else { "COPY" });
     if c.parents {
@@ -586,8 +588,13 @@ fn copy_impl(
     let name = display(ctx.shlex, &c.meta.code, &env);
     let name = d.prefix(&name);
     let mut actions = Vec::new();
+    let remote_base = remote::copy_base(&dest, &owner, mode, &mode_str, &c.exclude);
     for s in &c.sd.source_paths {
         msg.push_str(&format!(" {s}"));
+        if let Some(a) = remote::remote_copy(s, add.as_mut(), &remote_base, &name)? {
+            actions.push(a);
+            continue;
+        }
         let mut s = s.clone();
         let mut include = Vec::new();
         let mut required = Vec::new();

@@ -7,6 +7,7 @@
 mod dispatch;
 mod named;
 mod ops;
+mod remote;
 mod source_map;
 mod stages;
 mod syntax;

@@ -2,6 +2,8 @@
 
 pub mod exec;
 pub mod file;
+pub mod git;
+pub mod http;
 pub mod merge;
 pub mod oci_layout;
 pub mod source;
