@@ -55,6 +55,15 @@ pub struct BuildArgs {
     /// (buildx spelling of `--opt context:NAME=…`).
     #[arg(long = "build-context")]
     pub build_contexts: Vec<String>,
+    /// A secret for RUN --mount=type=secret: id=ID[,src=FILE|,env=VAR] (buildctl spelling).
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Grant an entitlement to the build: network.host or security.insecure.
+    #[arg(long)]
+    pub allow: Vec<String>,
+    /// Forward an SSH agent (RUN --mount=type=ssh): not supported yet.
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// Run every step, ignoring the cache.
     #[arg(long)]
     pub no_cache: bool,
@@ -108,6 +117,13 @@ pub fn request(args: &BuildArgs) -> Result<Planned> {
     for o in &args.opt {
         let (k, v) = flags::key_value(o, "--opt")?;
         req.frontend_attrs.insert(k, v);
+    }
+    for s in &args.secret {
+        flags::secret(s, &mut session.secrets)?;
+    }
+    req.entitlements = args.allow.clone();
+    if let Some(s) = args.ssh.first() {
+        bail!("--ssh {s:?}: SSH agent forwarding is not supported yet");
     }
     if let Some(context) = &args.context {
         if args

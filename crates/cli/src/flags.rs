@@ -33,6 +33,61 @@ fn csv_fields(s: &str) -> Vec<String> {
     fields.into_iter().filter(|f| !f.is_empty()).collect()
 }
 
+/// `--secret id=ID[,src=FILE|,env=VAR][,type=file|env]`, as buildctl reads it: with neither
+/// `src` nor `env`, a variable named ID if one is set, else a file named ID. Files are checked
+/// now (they must exist and fit BuildKit's size limit) and read when a step mounts them.
+pub fn secret(s: &str, secrets: &mut kiln_worker::Secrets) -> Result<()> {
+    let (mut id, mut file, mut env, mut kind) = (String::new(), String::new(), String::new(), "");
+    for field in csv_fields(s) {
+        let Some((k, v)) = field.split_once('=') else {
+            bail!("--secret {s:?}: invalid field '{field}' must be a key=value pair");
+        };
+        match k.to_lowercase().as_str() {
+            "type" => {
+                kind = match v {
+                    "file" => "file",
+                    "env" => "env",
+                    _ => bail!("--secret {s:?}: unsupported secret type {v:?}"),
+                }
+            }
+            "id" => id = v.to_string(),
+            "source" | "src" => file = v.to_string(),
+            "env" => env = v.to_string(),
+            other => bail!("--secret {s:?}: unexpected key '{other}' in '{field}'"),
+        }
+    }
+    if kind == "env" && env.is_empty() {
+        env = std::mem::take(&mut file);
+    }
+    if id.is_empty() {
+        bail!("--secret {s:?}: secret missing ID");
+    }
+    if env.is_empty() && file.is_empty() {
+        if std::env::var_os(&id).is_some() {
+            env = id.clone();
+        } else {
+            file = id.clone();
+        }
+    }
+    let source = if env.is_empty() {
+        let path = std::path::absolute(&file)
+            .with_context(|| format!("--secret {s:?}: resolving {file}"))?;
+        let meta = std::fs::metadata(&path)
+            .with_context(|| format!("--secret {s:?}: failed to stat {file}"))?;
+        if meta.len() > kiln_worker::secrets::MAX_SECRET_SIZE {
+            bail!(
+                "--secret {s:?}: secret {id} too big. max size {} bytes",
+                kiln_worker::secrets::MAX_SECRET_SIZE
+            );
+        }
+        kiln_worker::SecretSource::File(path)
+    } else {
+        kiln_worker::SecretSource::Env(env)
+    };
+    secrets.insert(&id, source);
+    Ok(())
+}
+
 /// `--output type=oci,dest=F` (or the buildx shorthand `-o DIR`, which means type=local).
 pub fn output(s: &str) -> Result<ExportRequest> {
     let fields = csv_fields(s);

@@ -9,9 +9,6 @@
 //! 127.0.0.1:5000 (reused if one answers, as run-cases.sh does; else started here).
 //!
 //! Every passing case matches history and layer count as well, so all compare them.
-//!
-//! Ignored: 11-run-mounts (RUN --mount=type=bind/cache/tmpfs/secret and `--secret` are not
-//! implemented yet; `kiln build` rejects the `--secret` flag).
 
 mod common;
 
@@ -182,7 +179,6 @@ fn case_10_add_tarballs() {
 }
 
 #[test]
-#[ignore = "unfinished: RUN --mount and --secret are not implemented (README: Unfinished)"]
 fn case_11_run_mounts() {
     check_case("11-run-mounts");
 }

@@ -280,6 +280,7 @@ cases! {
     case08: "08-",
     case09: "09-",
     case10: "10-",
+    case11: "11-",
     case12: "12-",
     case13: "13-",
     case14: "14-",
@@ -298,15 +299,46 @@ fn convert_err(dockerfile: &str, target: Option<&str>) -> String {
 }
 
 #[test]
-fn run_mount_is_rejected_with_its_line() {
-    let e = convert_err(
-        "FROM localhost:5000/busybox\nRUN --mount=type=cache,target=/c true\n",
-        None,
-    );
-    assert_eq!(
-        e,
-        "dockerfile line 2: RUN: RUN --mount is not supported yet"
-    );
+fn run_mount_errors_name_the_line_and_problem() {
+    let cases = [
+        (
+            "RUN --mount=type=cach,target=/c true",
+            "dockerfile line 2: RUN: unsupported mount type \"cach\" (did you mean cache?)",
+        ),
+        (
+            "RUN --mount=type=bind,from=later,target=x true\nFROM localhost:5000/busybox AS later\nFROM later\nCOPY --from=0 /a /a",
+            "cannot mount from stage \"later\" to \"x\", stage needs to be defined before current command",
+        ),
+        (
+            "RUN --mount=type=bind,target=/ true",
+            "dockerfile line 2: RUN: invalid mount target \"/\"",
+        ),
+        (
+            "RUN --mount=from=$STAGE,target=/x true",
+            "'from' doesn't support variable expansion, define alias stage instead",
+        ),
+        (
+            "RUN --mount=type=ssh,source=/a true",
+            "dockerfile line 2: RUN: ssh does not support source",
+        ),
+        (
+            "RUN --network=bridge true",
+            "invalid network mode \"bridge\"",
+        ),
+        (
+            "RUN --security=privileged true",
+            "security \"privileged\" is not valid",
+        ),
+        (
+            "RUN --device=nvidia.com/gpu=all true",
+            "RUN --device is not supported yet",
+        ),
+    ];
+    for (run, want) in cases {
+        let e = convert_err(&format!("FROM localhost:5000/busybox\n{run}\n"), None);
+        assert!(e.contains(want), "{run}: {e}");
+        assert!(e.contains("line 2"), "{run}: {e}");
+    }
 }
 
 #[test]

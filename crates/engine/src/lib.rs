@@ -10,8 +10,7 @@ pub use kiln_solver::{Event, EventKind, Progress, Stream};
 pub use request::{ExportDest, ExportKind, ExportRequest, SolveRequest, SolveResponse};
 
 use kiln_solver::{Solver, SolverOptions};
-use kiln_worker::{LocalDir, Ref, Store, Worker};
-use std::collections::BTreeMap;
+use kiln_worker::{BuildSession, LocalDir, Ref, Store, Worker};
 use std::path::PathBuf;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -86,11 +85,11 @@ impl Engine {
         let runtime = kiln_exec::Runc::new(config.root.join("runc"), config.root.join("bundles"))
             .with_binary(config.runtime.clone());
         let _ = runtime.sweep().await;
-        let worker = Arc::new(Worker {
-            store: store.clone(),
-            registry: Arc::new(registry),
-            runtime: Arc::new(runtime),
-        });
+        let worker = Arc::new(Worker::new(
+            store.clone(),
+            Arc::new(registry),
+            Arc::new(runtime),
+        ));
         Ok(Engine {
             solver: Solver::new(store, config.parallelism),
             worker,
@@ -131,12 +130,16 @@ impl Engine {
             Some(other) => return Err(EngineError::UnknownFrontend(other.to_string())),
         };
         let graph = kiln_llb::load(&definition)?;
-        let locals: BTreeMap<String, LocalDir> = request
-            .locals
-            .iter()
-            .map(|(k, v)| (k.clone(), LocalDir { path: v.clone() }))
-            .collect();
-        let result = match self.worker.vertices(&graph, &locals)? {
+        let build_session = BuildSession {
+            locals: request
+                .locals
+                .iter()
+                .map(|(k, v)| (k.clone(), LocalDir { path: v.clone() }))
+                .collect(),
+            secrets: Arc::new(request.secrets.clone()),
+            entitlements: request.entitlements.clone(),
+        };
+        let result = match self.worker.vertices(&graph, &build_session)? {
             None => Ref::scratch(),
             Some((vertex, index)) => {
                 let options = SolverOptions {

@@ -12,6 +12,10 @@ pub struct SolveRequest {
     pub frontend_opts: BTreeMap<String, String>,
     /// `--local NAME=DIR`.
     pub locals: BTreeMap<String, PathBuf>,
+    /// `--secret id=…`.
+    pub secrets: kiln_worker::Secrets,
+    /// `--allow`: the entitlements the client asks for (`network.host`, `security.insecure`).
+    pub entitlements: std::collections::BTreeSet<String>,
     pub exports: Vec<ExportRequest>,
     pub no_cache: bool,
     pub parallelism: Option<usize>,

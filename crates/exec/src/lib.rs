@@ -17,6 +17,7 @@ pub use etc::{DEFAULT_HOSTNAME, hosts_file, resolv_conf};
 pub use runc::{ExitStatus, Runc, Stream};
 pub use seccomp::{SeccompHost, default_profile};
 pub use spec::{
-    BindMount, ContainerRequest, DEFAULT_PATH, Network, SpecHost, build_spec, default_caps,
+    ContainerRequest, DEFAULT_PATH, ExtraMount, MountKind, Network, SpecHost, build_spec,
+    default_caps,
 };
 pub use user::{ResolvedUser, resolve_user};

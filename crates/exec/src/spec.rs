@@ -22,13 +22,32 @@ pub enum Network {
     None,
 }
 
-/// An extra bind mount into the container.
+/// An extra mount into the container.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BindMount {
-    pub source: PathBuf,
+pub struct ExtraMount {
     /// Absolute path inside the container.
     pub destination: String,
-    pub readonly: bool,
+    pub kind: MountKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A host file or directory.
+    Bind { source: PathBuf, readonly: bool },
+    /// A fresh tmpfs of at most `size` bytes (0: the kernel's default, half the memory).
+    Tmpfs { size: i64 },
+}
+
+impl ExtraMount {
+    pub fn bind(source: impl Into<PathBuf>, destination: &str, readonly: bool) -> ExtraMount {
+        ExtraMount {
+            destination: destination.into(),
+            kind: MountKind::Bind {
+                source: source.into(),
+                readonly,
+            },
+        }
+    }
 }
 
 /// One container to run: what the step asks for, before any defaults are applied.
@@ -48,7 +67,8 @@ pub struct ContainerRequest {
     /// Empty means `buildkitsandbox`.
     pub hostname: String,
     pub network: Network,
-    pub extra_mounts: Vec<BindMount>,
+    /// In order: a mount may sit inside an earlier one.
+    pub extra_mounts: Vec<ExtraMount>,
 }
 
 /// Facts about the host and the bundle that go into the spec.
@@ -269,16 +289,29 @@ fn mounts(req: &ContainerRequest, bundle: &Path) -> Vec<Value> {
         ),
     ];
     for m in &req.extra_mounts {
-        let mut options = vec!["rbind"];
-        if m.readonly {
-            options.push("ro");
+        match &m.kind {
+            MountKind::Bind { source, readonly } => {
+                let mut options = vec!["rbind"];
+                if *readonly {
+                    options.push("ro");
+                }
+                all.push(mount(
+                    &m.destination,
+                    "bind",
+                    &source.to_string_lossy(),
+                    &options,
+                ));
+            }
+            // BuildKit's tmpfs mounts: nosuid, and a size only when one is asked for.
+            MountKind::Tmpfs { size } => {
+                let size = format!("size={size}");
+                let mut options = vec!["nosuid"];
+                if !size.ends_with("=0") {
+                    options.push(&size);
+                }
+                all.push(mount(&m.destination, "tmpfs", "tmpfs", &options));
+            }
         }
-        all.push(mount(
-            &m.destination,
-            "bind",
-            &m.source.to_string_lossy(),
-            &options,
-        ));
     }
     dedup_mounts(all)
 }
@@ -416,15 +449,11 @@ mod tests {
         req.hostname = "box".into();
         req.env = vec!["PATH=/x".into(), "HOME=/h".into()];
         req.extra_mounts = vec![
-            BindMount {
-                source: "/src".into(),
-                destination: "/data".into(),
-                readonly: true,
-            },
-            BindMount {
-                source: "/mine".into(),
-                destination: "/etc/hosts".into(),
-                readonly: false,
+            ExtraMount::bind("/src", "/data", true),
+            ExtraMount::bind("/mine", "/etc/hosts", false),
+            ExtraMount {
+                destination: "/scratch".into(),
+                kind: MountKind::Tmpfs { size: 1 << 20 },
             },
         ];
         let mut h = host();
@@ -438,11 +467,13 @@ mod tests {
         assert!(ns.contains(&json!({"type": "cgroup"})));
         assert!(s["linux"].get("seccomp").is_none());
         let mounts = s["mounts"].as_array().unwrap();
-        assert_eq!(mounts.len(), 10);
+        assert_eq!(mounts.len(), 11);
         assert_eq!(
             mounts[7]["source"], "/mine",
             "same destination replaces in place"
         );
         assert_eq!(mounts[9]["options"], json!(["rbind", "ro"]));
+        assert_eq!(mounts[10]["type"], "tmpfs");
+        assert_eq!(mounts[10]["options"], json!(["nosuid", "size=1048576"]));
     }
 }

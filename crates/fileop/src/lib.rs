@@ -16,7 +16,7 @@ mod unpack;
 pub use checksum::{ChecksumOpts, checksum};
 pub use chown::{Owner, resolve_owner};
 pub use context::{ContextFilter, ExcludeFn, SkipDirFn, SyncStats, sync_context};
-pub use copy::{CopyOptions, copy, copy_action};
+pub use copy::{CopyOptions, clone_tree, copy, copy_action};
 pub use error::{FileOpError, Result};
 pub use mode::ModeSet;
 pub use op::{FileOpBackend, run_file_op};

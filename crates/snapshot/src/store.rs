@@ -138,6 +138,31 @@ impl Snapshotter {
         }
     }
 
+    /// A private tmpfs (mode 0700, no devices, setuid or exec) on a fresh mountpoint, removed
+    /// with the mount: for data that must never reach the disk, such as secrets.
+    pub fn mount_tmpfs(&self) -> Result<Mount> {
+        let target = self.mountpoint()?;
+        let flags = rustix::mount::MountFlags::NOSUID
+            | rustix::mount::MountFlags::NODEV
+            | rustix::mount::MountFlags::NOEXEC;
+        match rustix::mount::mount(
+            "tmpfs",
+            &target,
+            "tmpfs",
+            flags,
+            Some(c"mode=0700,size=16m"),
+        ) {
+            Ok(()) => Ok(Mount::new(target, true)),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&target);
+                Err(SnapshotError::Mount {
+                    target,
+                    source: e.into(),
+                })
+            }
+        }
+    }
+
     fn base(&self, id: &str) -> Result<PathBuf> {
         let valid = !id.is_empty()
             && id.len() <= 64

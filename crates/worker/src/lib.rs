@@ -1,14 +1,17 @@
 //! The worker: LLB ops as solver operations over the store, snapshots, the container runtime
 //! and the sources. The LLB-to-vertex translation lives here, as in BuildKit's llbsolver.
 
+pub mod cache_mounts;
 mod context;
 pub mod mounts;
 mod ops;
+pub mod secrets;
 pub mod store;
 
 use kiln_llb::{LoadedGraph, pb};
 use kiln_solver::{Operation, Vertex};
-use std::collections::{BTreeMap, HashMap};
+pub use secrets::{SecretSource, Secrets};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 pub use store::{Ref, Store, StoreError};
@@ -18,6 +21,17 @@ pub struct Worker {
     pub store: Arc<Store>,
     pub registry: Arc<kiln_registry::Client>,
     pub runtime: Arc<kiln_exec::Runc>,
+    pub cache_mounts: cache_mounts::CacheMounts,
+}
+
+/// What the client of one build offers and allows.
+#[derive(Debug, Clone, Default)]
+pub struct BuildSession {
+    /// `--local NAME=DIR`.
+    pub locals: BTreeMap<String, LocalDir>,
+    pub secrets: Arc<Secrets>,
+    /// Entitlements the client asked for (`--allow network.host`, `security.insecure`).
+    pub entitlements: BTreeSet<String>,
 }
 
 /// A directory of the client's, as named by `--local NAME=DIR`.
@@ -36,11 +50,25 @@ pub enum WorkerError {
 pub type LlbVertex = Arc<Vertex<Ref>>;
 
 impl Worker {
+    pub fn new(
+        store: Arc<Store>,
+        registry: Arc<kiln_registry::Client>,
+        runtime: Arc<kiln_exec::Runc>,
+    ) -> Worker {
+        let cache_mounts = cache_mounts::CacheMounts::new(store.root().join("cache-mounts"));
+        Worker {
+            store,
+            registry,
+            runtime,
+            cache_mounts,
+        }
+    }
+
     /// Turns a loaded Definition into solver vertices; returns the result's vertex and output.
     pub fn vertices(
         self: &Arc<Self>,
         graph: &LoadedGraph,
-        locals: &BTreeMap<String, LocalDir>,
+        session: &BuildSession,
     ) -> Result<Option<(LlbVertex, usize)>, WorkerError> {
         let Some(result) = &graph.result else {
             return Ok(None);
@@ -69,7 +97,7 @@ impl Worker {
                 .iter()
                 .map(|i| (built[&i.digest].clone(), i.index as usize))
                 .collect();
-            let operation = self.operation(&digest, &op.op, locals)?;
+            let operation = self.operation(&digest, &op.op, session)?;
             let name = vertex_name(&op.op, &op.metadata);
             built.insert(
                 digest.clone(),
@@ -83,8 +111,9 @@ impl Worker {
         self: &Arc<Self>,
         digest: &str,
         op: &pb::Op,
-        locals: &BTreeMap<String, LocalDir>,
+        session: &BuildSession,
     ) -> Result<Arc<dyn Operation<Ref>>, WorkerError> {
+        let locals = &session.locals;
         let unsupported = |message: String| WorkerError::UnsupportedOp {
             digest: digest.to_string(),
             message,
@@ -139,6 +168,8 @@ impl Worker {
                 worker: self.clone(),
                 op: op.clone(),
                 exec: exec.clone(),
+                secrets: session.secrets.clone(),
+                entitlements: session.entitlements.clone(),
             })),
             Some(pb::op::Op::File(file)) => Ok(Arc::new(ops::file::FileOperation {
                 worker: self.clone(),

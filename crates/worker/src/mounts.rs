@@ -93,6 +93,15 @@ impl Writable {
         })
     }
 
+    /// Unmounts and removes the new layer: a step's writes that nobody keeps.
+    pub fn discard(self, store: &Store) -> Result<(), String> {
+        if let Some(m) = self.mount {
+            m.unmount().map_err(|e| e.to_string())?;
+        }
+        store.discard_layer(&self.layer);
+        Ok(())
+    }
+
     /// Unmounts and returns the ref of the result: the base plus the new layer.
     pub fn finish(self, store: &Store) -> Result<Ref, String> {
         if let Some(m) = self.mount {

@@ -192,6 +192,16 @@ impl Store {
         remove_tree(&layer.work);
     }
 
+    /// Removes a layer that will never be recorded.
+    pub fn discard_layer(&self, layer: &NewLayer) {
+        self.pending_layers().remove(&layer.id);
+        if let Ok(dir) = self.snapshots.layer_dir(&layer.id)
+            && let Some(base) = dir.parent()
+        {
+            remove_tree(base);
+        }
+    }
+
     /// Records `refs` under `key`, with a layer record for every layer not yet recorded, in one
     /// transaction.
     pub fn record(&self, key: &str, refs: &[Ref]) -> Result<(), StoreError> {

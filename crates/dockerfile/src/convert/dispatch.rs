@@ -2,12 +2,12 @@
 //! and its image config and history.
 
 use super::ConvertError;
-use super::ops::{self, ExtraMount, FileAction, LState};
+use super::ops::{self, FileAction, LState};
 use super::remote::{self, AddOpts};
 use super::stages::{Cmd, DState};
 use super::util::{StateEnv, go_duration, go_quote_list, normalize_path};
 use crate::instructions::{
-    CmdLine, Command, CopyCommand, KeyValuePair, KeyValuePairOptional, Meta, SourcesAndDest,
+    Command, CopyCommand, KeyValuePair, KeyValuePairOptional, Meta, SourcesAndDest,
 };
 use crate::shell::{EnvGetter, Lex};
 use kiln_llb::pb;
@@ -25,12 +25,13 @@ pub(crate) struct DispatchCtx<'a> {
     pub target_platform: &'a pb::Platform,
 }
 
-type Res<T> = Result<T, String>;
+pub(crate) type Res<T> = Result<T, String>;
 
 pub(crate) fn dispatch(
     d: &mut DState,
     cmd: &Cmd,
     source: Option<LState>,
+    mount_states: Vec<Option<Option<LState>>>,
     ctx: &DispatchCtx,
 ) -> Result<(), ConvertError> {
     let meta = cmd.command.meta().clone();
@@ -41,7 +42,7 @@ pub(crate) fn dispatch(
         lint.end = meta.end_line;
         lint.declared = d.build_args.iter().map(|a| a.key.clone()).collect();
     }
-    let r = run(d, cmd.command.clone(), source, ctx);
+    let r = run(d, cmd.command.clone(), source, mount_states, ctx);
     r.map_err(|message| ConvertError::Dispatch {
         line: meta.start_line,
         instruction: meta.name.to_uppercase(),
@@ -50,7 +51,7 @@ pub(crate) fn dispatch(
 }
 
 /// Expands one word of an instruction; variables it finds unset are UndefinedVar findings.
-fn expand(ctx: &DispatchCtx, env: &StateEnv, w: &str) -> Res<String> {
+pub(crate) fn expand(ctx: &DispatchCtx, env: &StateEnv, w: &str) -> Res<String> {
     let r = ctx
         .shlex
         .process_word_with_matches(w, env)
@@ -92,7 +93,13 @@ fn expand_sd(ctx: &DispatchCtx, env: &StateEnv, sd: &mut SourcesAndDest) -> Res<
     Ok(())
 }
 
-fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchCtx) -> Res<()> {
+fn run(
+    d: &mut DState,
+    command: Command,
+    source: Option<LState>,
+    mount_states: Vec<Option<Option<LState>>>,
+    ctx: &DispatchCtx,
+) -> Res<()> {
     let env = d.state.env.clone();
     match command {
         Command::Env(meta, mut kvps) => {
@@ -260,7 +267,7 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
             commit(d, format!("EXPOSE [{}]", specs.join(" ")), false, false);
         }
         Command::Arg(_, args) => arg(d, args, ctx)?,
-        Command::Run(r) => run_cmd(d, &r.meta, r.cmd, ctx)?,
+        Command::Run(r) => super::run::run_cmd(d, r, mount_states, ctx)?,
         Command::Copy(mut c) => {
             c.chown = expand(ctx, &env, &c.chown)?;
             c.chmod = expand(ctx, &env, &c.chmod)?;
@@ -304,7 +311,7 @@ fn run(d: &mut DState, command: Command, source: Option<LState>, ctx: &DispatchC
     Ok(())
 }
 
-fn commit(d: &mut DState, msg: String, with_layer: bool, buildkit: bool) {
+pub(crate) fn commit(d: &mut DState, msg: String, with_layer: bool, buildkit: bool) {
     let msg = if buildkit {
         format!("{msg} # buildkit")
     } else {
@@ -326,7 +333,7 @@ fn add_env(env: &mut Vec<String>, k: &str, v: &str) {
     }
 }
 
-fn with_shell(img: &kiln_oci::Image, args: &[String]) -> Vec<String> {
+pub(crate) fn with_shell(img: &kiln_oci::Image, args: &[String]) -> Vec<String> {
     let mut shell = if img.config.shell.is_empty() {
         if img.os == "windows" {
             vec!["cmd".into(), "/S".into(), "/C".into()]
@@ -341,7 +348,7 @@ fn with_shell(img: &kiln_oci::Image, args: &[String]) -> Vec<String> {
 }
 
 /// Expands a step name for display; on failure the text is kept as written.
-fn display(shlex: &Lex, text: &str, env: &dyn EnvGetter) -> String {
+pub(crate) fn display(shlex: &Lex, text: &str, env: &dyn EnvGetter) -> String {
     let s = shlex
         .process_word(text, env)
         .unwrap_or_else(|_| text.to_string());
@@ -422,127 +429,6 @@ fn arg(d: &mut DState, args: Vec<KeyValuePairOptional>, ctx: &DispatchCtx) -> Re
     }
     commit(d, format!("ARG {}", commits.join(" ")), false, false);
     Ok(())
-}
-
-fn run_cmd(d: &mut DState, meta: &Meta, c: CmdLine, ctx: &DispatchCtx) -> Res<()> {
-    let platform = d
-        .platform
-        .clone()
-        .unwrap_or_else(|| ctx.target_platform.clone());
-    let mut customname = meta.code.clone();
-    let mut args = c.args.clone();
-    let mut extra = Vec::new();
-    if !c.files.is_empty() {
-        if args.len() != 1 || !c.prepend_shell {
-            return Err(format!("parsing produced an invalid run command: {args:?}"));
-        }
-        if crate::instructions::parse_heredoc_word(&args[0]).is_some() {
-            let f = &c.files[0];
-            let data = if f.chomp {
-                crate::instructions::chomp_heredoc_content(&f.data)
-            } else {
-                f.data.clone()
-            };
-            if d.image.os != "windows" && data.starts_with("#!") {
-                // A script with a shebang becomes a file mounted at /dev/pipes/ and run directly.
-                let mkfile = pb::FileActionMkFile {
-                    path: normalize_path("/", &f.name, false),
-                    mode: 0o755,
-                    data: data.into_bytes(),
-                    owner: None,
-                    timestamp: -1,
-                };
-                let md = ops::metadata(
-                    &[("llb.customname", "[internal] preparing inline document")],
-                    &["file.base"],
-                );
-                let st = ops::file_op(None, vec![FileAction::Mkfile(mkfile)], md);
-                extra.push(ExtraMount {
-                    dest: "/dev/pipes/".into(),
-                    source: st,
-                    selector: "/".into(),
-                    readonly: true,
-                });
-                args = vec![super::util::join(&["/dev/pipes/", &f.name])];
-            } else {
-                args = vec![data];
-            }
-            customname.push_str(&format!(" ({})", summarize_heredoc(&f.data)));
-        } else {
-            let mut b = args[0].clone();
-            for f in &c.files {
-                b.push('\n');
-                b.push_str(&f.data);
-                b.push_str(&f.name);
-            }
-            args = vec![b];
-        }
-    }
-    if c.prepend_shell {
-        args = with_shell(&d.image, &args);
-    }
-    let mut raw = ctx.shlex.clone();
-    raw.raw_quotes = true;
-    raw.skip_unset_env = true;
-    let env = d.state.env.clone();
-    let name = display(&raw, &customname, &env);
-    let name = d.prefix(&name);
-    let mut caps = vec![
-        "exec.meta.base",
-        "exec.meta.setsdefaultpath",
-        "exec.mount.bind",
-    ];
-    if !extra.is_empty() {
-        caps.push("exec.mount.selector");
-    }
-    let md = ops::metadata(
-        &[
-            ("com.docker.dockerfile.v1.command", &meta.code),
-            ("llb.customname", &name),
-        ],
-        &caps,
-    );
-    let out = ops::exec(&d.state, args.clone(), &platform, extra, md);
-    d.locations.add(&out, meta.start_line, meta.end_line);
-    d.state.out = Some(out);
-    let msg = format!("RUN {}", run_command_string(&args, &d.build_args, &env));
-    commit(d, msg, true, true);
-    Ok(())
-}
-
-fn summarize_heredoc(doc: &str) -> String {
-    let doc = doc.trim().replace("\r\n", "\n");
-    let mut lines = doc.split('\n');
-    let first = lines.next().unwrap_or_default().to_string();
-    if lines.next().is_some() {
-        format!("{first}...")
-    } else {
-        first
-    }
-}
-
-fn run_command_string(
-    args: &[String],
-    build_args: &[KeyValuePairOptional],
-    env: &StateEnv,
-) -> String {
-    let mut tmp: Vec<(String, String)> = Vec::new();
-    for a in build_args {
-        let v = env
-            .get(&a.key)
-            .unwrap_or_else(|| a.value.clone().unwrap_or_default());
-        match tmp.iter_mut().find(|(k, _)| *k == a.key) {
-            Some(e) => e.1 = v,
-            None => tmp.push((a.key.clone(), v)),
-        }
-    }
-    let mut parts: Vec<String> = Vec::new();
-    if !tmp.is_empty() {
-        parts.push(format!("|{}", tmp.len()));
-        parts.extend(tmp.into_iter().map(|(k, v)| format!("{k}={v}")));
-    }
-    parts.extend(args.iter().cloned());
-    parts.join(" ")
 }
 
 fn copy(d: &mut DState, c: &CopyCommand, src: &LState, is_add: bool, ctx: &DispatchCtx) -> Res<()> {

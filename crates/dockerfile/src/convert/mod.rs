@@ -8,6 +8,7 @@ mod dispatch;
 mod named;
 mod ops;
 mod remote;
+mod run;
 mod source_map;
 mod stages;
 mod syntax;

@@ -168,50 +168,220 @@ fn json_list(items: &[String]) -> String {
     format!("[{}]", parts.join(","))
 }
 
+/// What kind of mount an [`ExtraMount`] is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum MountKind {
+    Bind,
+    /// A persistent cache directory: its id and `pb::CacheSharingOpt`.
+    Cache {
+        id: String,
+        sharing: i32,
+    },
+    /// A tmpfs of at most this many bytes (0: the runtime's default).
+    Tmpfs {
+        size: i64,
+    },
+}
+
 /// A mount of an exec op besides the root.
 pub(crate) struct ExtraMount {
     pub dest: String,
-    pub source: Output,
+    /// `None` is scratch.
+    pub source: Option<Output>,
     pub selector: String,
     pub readonly: bool,
+    /// A writable mount whose changes are thrown away (BuildKit's `ForceNoOutput`).
+    pub no_output: bool,
+    pub kind: MountKind,
 }
 
+impl ExtraMount {
+    /// A read-only bind mount of `source` at `dest`.
+    pub fn bind(dest: &str, source: Output, selector: &str) -> ExtraMount {
+        ExtraMount {
+            dest: dest.into(),
+            source: Some(source),
+            selector: selector.into(),
+            readonly: true,
+            no_output: false,
+            kind: MountKind::Bind,
+        }
+    }
+}
+
+/// A secret for the step: a file at `target`, an environment variable, or both.
+pub(crate) struct SecretUse {
+    pub id: String,
+    pub target: Option<String>,
+    pub env: Option<String>,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub optional: bool,
+}
+
+/// A forwarded SSH agent socket.
+pub(crate) struct SshUse {
+    pub id: String,
+    /// Empty: `/run/buildkit/ssh_agent.N`.
+    pub target: String,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub optional: bool,
+}
+
+/// Everything about a step besides its command and root, as the Go client's `ExecInfo` holds.
+#[derive(Default)]
+pub(crate) struct ExecExtras {
+    pub mounts: Vec<ExtraMount>,
+    pub secrets: Vec<SecretUse>,
+    pub ssh: Vec<SshUse>,
+    /// `pb::NetMode`.
+    pub network: i32,
+    /// `pb::SecurityMode`.
+    pub security: i32,
+}
+
+/// An exec op, marshalled as the Go client's `ExecOp.Marshal` does: mounts sorted by target
+/// with inputs deduplicated, secret and SSH mounts after them, and the caps each feature needs.
 pub(crate) fn exec(
     st: &LState,
     args: Vec<String>,
     platform: &pb::Platform,
-    extra: Vec<ExtraMount>,
-    md: pb::OpMetadata,
+    extras: ExecExtras,
+    mut md: pb::OpMetadata,
 ) -> Output {
-    // Mounts are sorted by target, inputs deduplicated, as the Go client does.
-    let mut mounts: Vec<(String, Option<Output>, String, bool)> =
-        vec![("/".into(), st.out.clone(), String::new(), false)];
-    for m in extra {
-        mounts.push((m.dest, Some(m.source), m.selector, m.readonly));
+    let mut mounts = vec![ExtraMount {
+        dest: "/".into(),
+        source: st.out.clone(),
+        selector: String::new(),
+        readonly: false,
+        no_output: false,
+        kind: MountKind::Bind,
+    }];
+    mounts.extend(extras.mounts);
+    mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
+    let mut caps: Vec<&str> = vec!["exec.meta.base"];
+    if extras.network != pb::NetMode::Unset as i32 {
+        caps.push("exec.meta.network");
     }
-    mounts.sort_by(|a, b| a.0.cmp(&b.0));
+    if extras.security == pb::SecurityMode::Insecure as i32 {
+        caps.push("exec.meta.security");
+    }
+    let mut env = st.env.clone();
+    let mut ssh = extras.ssh;
+    for (i, s) in ssh.iter_mut().enumerate() {
+        if s.target.is_empty() {
+            s.target = format!("/run/buildkit/ssh_agent.{i}");
+        }
+    }
+    if let Some(first) = ssh.first()
+        && crate::shell::EnvGetter::get(&env, "SSH_AUTH_SOCK").is_none()
+    {
+        env.add_or_replace("SSH_AUTH_SOCK", &first.target);
+    }
     let mut inputs: Vec<Output> = Vec::new();
     let mut pmounts = Vec::new();
     let mut out_index = 0;
-    for (dest, src, selector, readonly) in mounts {
-        let input = match src {
+    for m in mounts {
+        if !m.selector.is_empty() {
+            caps.push("exec.mount.selector");
+        }
+        match &m.kind {
+            MountKind::Cache { .. } => {
+                caps.push("exec.mount.cache");
+                caps.push("exec.mount.cache.sharing");
+            }
+            MountKind::Tmpfs { size } => {
+                caps.push("exec.mount.tmpfs");
+                if *size > 0 {
+                    caps.push("exec.mount.tmpfs.size");
+                }
+            }
+            MountKind::Bind if m.source.is_some() => caps.push("exec.mount.bind"),
+            MountKind::Bind => {}
+        }
+        let input = match m.source {
             Some(o) => index_of(&mut inputs, o),
             None => -1,
         };
-        let output = if readonly {
+        let output = if m.no_output || m.readonly || m.kind != MountKind::Bind {
             -1
         } else {
             out_index += 1;
             out_index - 1
         };
-        pmounts.push(pb::Mount {
+        let mut pm = pb::Mount {
             input,
-            dest,
+            dest: m.dest,
             output,
-            readonly,
-            selector,
+            readonly: m.readonly,
+            selector: m.selector,
+            ..Default::default()
+        };
+        match m.kind {
+            MountKind::Bind => {}
+            MountKind::Cache { id, sharing } => {
+                pm.mount_type = pb::MountType::Cache as i32;
+                pm.cache_opt = Some(pb::CacheOpt { id, sharing });
+            }
+            MountKind::Tmpfs { size } => {
+                pm.mount_type = pb::MountType::Tmpfs as i32;
+                pm.tmpfs_opt = Some(pb::TmpfsOpt { size });
+            }
+        }
+        pmounts.push(pm);
+    }
+    let mut secretenv = Vec::new();
+    if !extras.secrets.is_empty() {
+        caps.push("exec.mount.secret");
+    }
+    for s in extras.secrets {
+        if let Some(name) = s.env {
+            caps.push("exec.secretenv");
+            secretenv.push(pb::SecretEnv {
+                id: s.id.clone(),
+                name,
+                optional: s.optional,
+            });
+        }
+        if let Some(dest) = s.target {
+            pmounts.push(pb::Mount {
+                input: -1,
+                dest,
+                mount_type: pb::MountType::Secret as i32,
+                secret_opt: Some(pb::SecretOpt {
+                    id: s.id,
+                    uid: s.uid,
+                    gid: s.gid,
+                    mode: s.mode,
+                    optional: s.optional,
+                }),
+                ..Default::default()
+            });
+        }
+    }
+    if !ssh.is_empty() {
+        caps.push("exec.mount.ssh");
+    }
+    for s in ssh {
+        pmounts.push(pb::Mount {
+            input: -1,
+            dest: s.target,
+            mount_type: pb::MountType::Ssh as i32,
+            ssh_opt: Some(pb::SshOpt {
+                id: s.id,
+                uid: s.uid,
+                gid: s.gid,
+                mode: s.mode,
+                optional: s.optional,
+            }),
             ..Default::default()
         });
+    }
+    for c in caps {
+        md.caps.insert(c.to_string(), true);
     }
     let op = pb::Op {
         platform: Some(platform.clone()),
@@ -219,13 +389,16 @@ pub(crate) fn exec(
         op: Some(pb::op::Op::Exec(pb::ExecOp {
             meta: Some(pb::Meta {
                 args,
-                env: st.env.to_array(),
+                env: env.to_array(),
                 cwd: st.dir.clone(),
                 user: st.user.clone(),
                 remove_mount_stubs_recursive: true,
                 ..Default::default()
             }),
             mounts: pmounts,
+            network: extras.network,
+            security: extras.security,
+            secretenv,
             ..Default::default()
         })),
         ..Default::default()

@@ -7,7 +7,7 @@ use super::ops::{self, LState};
 use super::source_map::Recorded;
 use super::util::{NoEnv, StateEnv, normalize_ref};
 use super::{ConvertError, ConvertOptions, ImageResolver};
-use crate::instructions::{self, Command, Instruction, KeyValuePairOptional, Stage};
+use crate::instructions::{self, Command, Instruction, KeyValuePairOptional, Stage, run_mount};
 use crate::parser::ParseResult;
 use crate::shell::Lex;
 use kiln_llb::{Output, pb};
@@ -21,7 +21,19 @@ pub(crate) const DEFAULT_PATH: &str =
 pub(crate) struct Cmd {
     pub command: Command,
     pub source: Option<usize>,
+    /// The stage each `RUN --mount` reads with `from=`, by position.
+    pub mount_sources: Vec<Option<usize>>,
     pub is_onbuild: bool,
+}
+
+impl Cmd {
+    /// Every stage this command reads.
+    pub fn sources(&self) -> impl Iterator<Item = usize> + '_ {
+        self.source
+            .iter()
+            .chain(self.mount_sources.iter().flatten())
+            .copied()
+    }
 }
 
 /// BuildKit's `dispatchState`.
@@ -282,9 +294,7 @@ pub(crate) fn convert(
         let mut out = Vec::new();
         for c in cmds {
             let cmd = to_command(c, &mut states, &mut by_name, &shlex)?;
-            if let Some(src) = cmd.source {
-                states[i].deps.insert(src);
-            }
+            states[i].deps.extend(cmd.sources());
             out.push(cmd);
         }
         states[i].commands = out;
@@ -404,7 +414,13 @@ pub(crate) fn convert(
                 }
                 None => None,
             };
-            dispatch::dispatch(&mut states[i], &cmd, src_state, &ctx)?;
+            // A stage not dispatched yet is an error at dispatch, once the target is known.
+            let mount_states = cmd
+                .mount_sources
+                .iter()
+                .map(|s| s.map(|s| states[s].dispatched.then(|| states[s].state.clone())))
+                .collect();
+            dispatch::dispatch(&mut states[i], &cmd, src_state, mount_states, &ctx)?;
         }
         ctx_paths.extend(states[i].ctx_paths.iter().cloned());
     }
@@ -478,44 +494,56 @@ fn to_command(
                 }
                 i as usize
             }
-            Err(_) => match by_name.get(&c.from.to_lowercase()) {
-                Some(&s) => s,
-                None => {
-                    let ds = DState {
-                        stage: Stage {
-                            base_name: c.from.clone(),
-                            start_line: line,
-                            end_line: c.meta.end_line,
-                            ..Default::default()
-                        },
-                        unregistered: true,
-                        ..Default::default()
-                    };
-                    add_state(states, by_name, ds)
-                }
-            },
+            Err(_) => stage_by_name(&c.from, line, c.meta.end_line, states, by_name),
         });
     }
+    // RUN --mount from= names a stage or an image (by name only, unlike COPY --from).
+    let mut mount_sources = Vec::new();
     if let Command::Run(r) = &command {
-        let unsupported = [
-            ("--mount", !r.mounts.is_empty()),
-            ("--network", r.network.is_some()),
-            ("--security", r.security.is_some()),
-            ("--device", !r.devices.is_empty()),
-        ];
-        if let Some((flag, _)) = unsupported.iter().find(|(_, used)| *used) {
+        for value in &r.mounts {
+            let m =
+                run_mount::parse_mount(value, None).map_err(|e| at(r.meta.start_line, "RUN", e))?;
+            mount_sources
+                .push((!m.from.is_empty()).then(|| stage_by_name(&m.from, 0, 0, states, by_name)));
+        }
+        if !r.devices.is_empty() {
             return Err(at(
                 r.meta.start_line,
                 "RUN",
-                format!("RUN {flag} is not supported yet"),
+                "RUN --device is not supported yet",
             ));
         }
     }
     Ok(Cmd {
         command,
         source,
+        mount_sources,
         is_onbuild: false,
     })
+}
+
+/// The stage named `name`, or a new unregistered one standing for the image of that name.
+fn stage_by_name(
+    name: &str,
+    line: usize,
+    end_line: usize,
+    states: &mut Vec<DState>,
+    by_name: &mut BTreeMap<String, usize>,
+) -> usize {
+    if let Some(&s) = by_name.get(&name.to_lowercase()) {
+        return s;
+    }
+    let ds = DState {
+        stage: Stage {
+            base_name: name.to_string(),
+            start_line: line,
+            end_line,
+            ..Default::default()
+        },
+        unregistered: true,
+        ..Default::default()
+    };
+    add_state(states, by_name, ds)
 }
 
 fn reachable_from(states: &[DState], target: usize) -> BTreeSet<usize> {
@@ -575,7 +603,7 @@ fn init_onbuild(
         };
         let mut cmd = to_command(c, states, by_name, shlex)?;
         cmd.is_onbuild = true;
-        if let Some(s) = cmd.source {
+        for s in cmd.sources() {
             new_deps = true;
             states[i].deps.insert(s);
         }
@@ -670,7 +698,10 @@ fn resolve_base_image(
             &["source.image"],
         );
         let out = ops::image_source(&format!("docker-image://{reference}"), &platform, md);
-        d.locations.add(&out, d.stage.start_line, d.stage.end_line);
+        // An image only a RUN --mount names has no location of its own, as in BuildKit.
+        if d.stage.start_line > 0 {
+            d.locations.add(&out, d.stage.start_line, d.stage.end_line);
+        }
         d.state = LState::new(Some(out));
     }
     d.platform = Some(platform);

@@ -3,6 +3,7 @@
 
 use crate::ast::Node;
 mod flags;
+pub mod run_mount;
 mod words;
 
 use flags::{FlagKind, Flags};
@@ -118,7 +119,7 @@ pub struct AddCommand {
 pub struct RunCommand {
     pub meta: Meta,
     pub cmd: CmdLine,
-    /// `--mount` values, raw (not supported yet).
+    /// `--mount` values as written; expanded and parsed when the step is dispatched.
     pub mounts: Vec<String>,
     pub network: Option<String>,
     pub security: Option<String>,
@@ -420,6 +421,21 @@ pub fn parse_instruction(node: &Node) -> Result<Instruction, InstructionError> {
                 ],
             );
             f.parse().map_err(e)?;
+            for m in f.strings("mount") {
+                run_mount::parse_mount(&m, None).map_err(e)?;
+            }
+            if f.used("network") {
+                let n = f.string("network");
+                if !["default", "none", "host"].contains(&n.as_str()) {
+                    return Err(e(format!("invalid network mode {n:?}")));
+                }
+            }
+            if f.used("security") {
+                let s = f.string("security");
+                if !["insecure", "sandbox"].contains(&s.as_str()) {
+                    return Err(e(format!("security {s:?} is not valid")));
+                }
+            }
             Command::Run(RunCommand {
                 meta,
                 cmd: cmd_line(node, args, json, false),

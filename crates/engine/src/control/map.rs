@@ -30,6 +30,8 @@ pub enum RequestError {
     },
     #[error("{0} is not supported yet")]
     Unsupported(&'static str),
+    #[error("{0}")]
+    Invalid(String),
 }
 
 /// Checks a client-chosen build ref (it keys progress buffers).
@@ -81,8 +83,21 @@ pub fn solve_request(
         frontend: (!req.frontend.is_empty()).then(|| req.frontend.clone()),
         frontend_opts: req.frontend_attrs.clone(),
         locals: session.locals.clone(),
+        secrets: session.secrets.clone(),
         ..Default::default()
     };
+    for e in &req.entitlements {
+        match e.as_str() {
+            "network.host" | "security.insecure" => {
+                out.entitlements.insert(e.clone());
+            }
+            other => {
+                return Err(RequestError::Invalid(format!(
+                    "unknown entitlement {other:?} (network.host and security.insecure are known)"
+                )));
+            }
+        }
+    }
     // buildctl's --no-cache is the `no-cache` attribute; a list of stages means "some stages",
     // which the solver cannot single out yet, so those (and everything else) run again.
     out.no_cache = req.frontend_attrs.contains_key("no-cache");
@@ -202,6 +217,7 @@ mod tests {
                 ExportDest::Dir("/out/dir".into()),
                 ExportDest::Stdout,
             ],
+            ..Default::default()
         });
         let mut req = request(guard.id());
         req.exporters = vec![

@@ -19,6 +19,8 @@ pub struct LocalSession {
     pub locals: BTreeMap<String, PathBuf>,
     /// The destination of the request's exporter at the same index (BuildKit's exporter id).
     pub exports: Vec<ExportDest>,
+    /// `--secret`: what the session's secrets provider serves.
+    pub secrets: kiln_worker::Secrets,
 }
 
 /// Sessions by id, shared between an in-process client and the Control service.

@@ -1,12 +1,13 @@
 //! ExecOp: a command in a container on top of its root mount; the new layer holds what it changed.
 
 use crate::Worker;
-use crate::mounts::{Writable, read_only};
+use crate::mounts::Writable;
+use crate::secrets::Secrets;
 use crate::store::Ref;
 use async_trait::async_trait;
 use kiln_proto::pb;
 use kiln_solver::{ExecContext, Inputs, OpError, Operation, Stream};
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -14,6 +15,8 @@ pub struct ExecOperation {
     pub worker: Arc<Worker>,
     pub op: pb::Op,
     pub exec: pb::ExecOp,
+    pub secrets: Arc<Secrets>,
+    pub entitlements: BTreeSet<String>,
 }
 
 /// The tail of a step's output, kept for the error message when it fails.
@@ -62,30 +65,39 @@ fn output_suffix(output: &str) -> String {
 }
 
 impl ExecOperation {
-    /// The root mount, and the read-only bind mounts of other inputs (heredoc files, RUN
-    /// --mount=type=bind). Anything else fails clearly until it is supported.
-    fn mounts(&self) -> Result<(&pb::Mount, Vec<&pb::Mount>), OpError> {
-        let mut root = None;
-        let mut binds = Vec::new();
-        for m in &self.exec.mounts {
-            if m.dest == "/" {
-                root = Some(m);
-            } else if m.mount_type == pb::MountType::Bind as i32 && m.readonly && m.input >= 0 {
-                binds.push(m);
-            } else {
-                let kind = pb::MountType::try_from(m.mount_type)
-                    .map(|t| t.as_str_name().to_lowercase())
-                    .unwrap_or_else(|_| m.mount_type.to_string());
-                let rw = if m.readonly { "" } else { "read-write " };
+    fn root(&self) -> Result<&pb::Mount, OpError> {
+        Ok(self
+            .exec
+            .mounts
+            .iter()
+            .find(|m| m.dest == "/")
+            .ok_or("exec op has no root mount")?)
+    }
+
+    /// Entitlements the step needs that the client did not ask for, as BuildKit refuses them.
+    fn check_entitlements(&self) -> Result<(), OpError> {
+        let needs = [
+            (
+                self.exec.network == pb::NetMode::Host as i32,
+                "network.host",
+            ),
+            (
+                self.exec.security == pb::SecurityMode::Insecure as i32,
+                "security.insecure",
+            ),
+        ];
+        for (needed, name) in needs {
+            if needed && !self.entitlements.contains(name) {
                 return Err(format!(
-                    "{rw}{kind} mount at {:?} is not supported yet (the root mount and read-only bind mounts are)",
-                    m.dest
+                    "{name} is not allowed: pass --allow {name} to grant it to this build"
                 )
                 .into());
             }
         }
-        let root = root.ok_or("exec op has no root mount")?;
-        Ok((root, binds))
+        if self.exec.security == pb::SecurityMode::Insecure as i32 {
+            return Err("RUN --security=insecure is not supported yet".into());
+        }
+        Ok(())
     }
 }
 
@@ -103,7 +115,8 @@ impl Operation<Ref> for ExecOperation {
         if let Some(p) = &self.op.platform {
             can_run(p, Path::new(BINFMT_MISC))?;
         }
-        let (root, binds) = self.mounts()?;
+        self.check_entitlements()?;
+        let root = self.root()?;
         let base = if root.input >= 0 {
             inputs.result(root.input as usize).await?
         } else {
@@ -113,27 +126,26 @@ impl Operation<Ref> for ExecOperation {
         let store = self.worker.store.clone();
         let base2 = base.clone();
         let writable = tokio::task::spawn_blocking(move || Writable::new(&store, &base2)).await??;
-        // Views of the bound inputs stay alive until the container is gone.
-        let mut views = Vec::new();
-        let mut extra_mounts = Vec::new();
-        for m in &binds {
-            let r = inputs.result(m.input as usize).await?;
-            let store = self.worker.store.clone();
-            let view = tokio::task::spawn_blocking(move || read_only(&store, &r)).await??;
-            let selector = m.selector.trim_start_matches('/');
-            let source = if selector.is_empty() {
-                view.path.clone()
-            } else {
-                kiln_fileop::resolve(&view.path, selector, true)?
-            };
-            extra_mounts.push(kiln_exec::BindMount {
-                source,
-                destination: m.dest.clone(),
-                readonly: true,
-            });
-            views.push(view);
-        }
-        let targets: Vec<String> = binds.iter().map(|m| m.dest.clone()).collect();
+        let prepared = match super::exec_mounts::prepare(
+            &self.worker,
+            &self.exec,
+            inputs,
+            &self.secrets,
+        )
+        .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                let store = self.worker.store.clone();
+                let _ = tokio::task::spawn_blocking(move || writable.discard(&store)).await;
+                return Err(e);
+            }
+        };
+        // Secret variables go to the process only: never into the op, its key or the logs.
+        let mut env = meta.env.clone();
+        env.extend(prepared.env.iter().cloned());
+        let extra_mounts = prepared.mounts.clone();
+        let targets = prepared.targets.clone();
 
         let network = match pb::NetMode::try_from(self.exec.network).unwrap_or(pb::NetMode::Unset) {
             pb::NetMode::None => kiln_exec::Network::None,
@@ -148,7 +160,7 @@ impl Operation<Ref> for ExecOperation {
             id: format!("kiln-{:016x}", rand::random::<u64>()),
             rootfs: writable.path.clone(),
             args: meta.args.clone(),
-            env: meta.env.clone(),
+            env,
             cwd: if meta.cwd.is_empty() {
                 "/".into()
             } else {
@@ -183,15 +195,17 @@ impl Operation<Ref> for ExecOperation {
                 ctx.cancel.clone(),
             )
             .await;
-        drop(views);
         let store = self.worker.store.clone();
+        let worker = self.worker.clone();
         let finished = tokio::task::spawn_blocking(move || {
             super::stubs::remove_empty(&stubs);
-            writable.finish(&store)
+            let others = prepared.finish(&worker);
+            let root = writable.finish(&store);
+            Ok::<_, String>((root?, others?))
         })
         .await?;
         let status = status?;
-        let result = finished?;
+        let (result, others) = finished?;
         if !status.success() {
             return Err(Box::new(ExitError {
                 command: meta.args.join(" "),
@@ -199,7 +213,16 @@ impl Operation<Ref> for ExecOperation {
                 output: tail.lock().unwrap_or_else(|p| p.into_inner()).text(),
             }));
         }
-        Ok(vec![result])
+        // Outputs by index: the root's and those of writable mounts that keep theirs.
+        let mut outputs: Vec<(usize, Ref)> = others;
+        if let Ok(i) = usize::try_from(root.output) {
+            outputs.push((i, result));
+        }
+        outputs.sort_by_key(|(i, _)| *i);
+        if outputs.iter().enumerate().any(|(n, (i, _))| n != *i) {
+            return Err("exec op outputs are not numbered 0..n".into());
+        }
+        Ok(outputs.into_iter().map(|(_, r)| r).collect())
     }
 }
 

@@ -1,6 +1,7 @@
 //! LLB ops as solver operations.
 
 pub mod exec;
+mod exec_mounts;
 pub mod file;
 pub mod git;
 pub mod http;
