@@ -525,18 +525,7 @@ fn copy_impl(
     }
     for sc in &c.sd.source_contents {
         msg.push_str(&format!(" <<{}", sc.path));
-        let mkfile = pb::FileActionMkFile {
-            path: normalize_path("/", &sc.path, false),
-            mode: 0o644,
-            data: sc.data.clone().into_bytes(),
-            owner: None,
-            timestamp: -1,
-        };
-        let md = ops::metadata(
-            &[("llb.customname", "[internal] preparing inline document")],
-            &["file.base"],
-        );
-        let st = ops::file_op(None, vec![FileAction::Mkfile(mkfile)], md);
+        let st = ops::inline_document(&sc.path, sc.data.clone().into_bytes(), 0o644);
         actions.push(FileAction::Copy(
             Box::new(pb::FileActionCopy {
                 src: super::util::join(&["/", &sc.path]),

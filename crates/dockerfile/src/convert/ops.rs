@@ -480,6 +480,22 @@ pub(crate) fn file_op(
     Vertex::output(op, inputs, md)
 }
 
+/// A heredoc as a file of its own on scratch (BuildKit's "preparing inline document").
+pub(crate) fn inline_document(name: &str, data: Vec<u8>, mode: i32) -> Output {
+    let mkfile = pb::FileActionMkFile {
+        path: super::util::normalize_path("/", name, false),
+        mode,
+        data,
+        owner: None,
+        timestamp: -1,
+    };
+    let md = metadata(
+        &[("llb.customname", "[internal] preparing inline document")],
+        &["file.base"],
+    );
+    file_op(None, vec![FileAction::Mkfile(mkfile)], md)
+}
+
 /// A merge of `inputs` (BuildKit's `llb.Merge`; scratch inputs dropped, a single input
 /// returned as is).
 pub(crate) fn merge(inputs: Vec<Option<Output>>, md: pb::OpMetadata) -> Option<Output> {

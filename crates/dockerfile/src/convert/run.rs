@@ -3,7 +3,7 @@
 use super::dispatch::{DispatchCtx, Res, commit, display, expand, with_shell};
 use super::ops::{self, ExecExtras, ExtraMount, FileAction, LState, MountKind, SecretUse, SshUse};
 use super::stages::DState;
-use super::util::{StateEnv, clean, join, normalize_path};
+use super::util::{StateEnv, clean, join};
 use crate::instructions::run_mount::{self, Mount, MountType, Sharing};
 use crate::instructions::{KeyValuePairOptional, RunCommand};
 use crate::shell::EnvGetter;
@@ -45,18 +45,7 @@ pub(crate) fn run_cmd(
             };
             if d.image.os != "windows" && data.starts_with("#!") {
                 // A script with a shebang becomes a file mounted at /dev/pipes/ and run directly.
-                let mkfile = pb::FileActionMkFile {
-                    path: normalize_path("/", &f.name, false),
-                    mode: 0o755,
-                    data: data.into_bytes(),
-                    owner: None,
-                    timestamp: -1,
-                };
-                let md = ops::metadata(
-                    &[("llb.customname", "[internal] preparing inline document")],
-                    &["file.base"],
-                );
-                let st = ops::file_op(None, vec![FileAction::Mkfile(mkfile)], md);
+                let st = ops::inline_document(&f.name, data.into_bytes(), 0o755);
                 extras.mounts.push(ExtraMount::bind("/dev/pipes/", st, "/"));
                 args = vec![join(&["/dev/pipes/", &f.name])];
             } else {

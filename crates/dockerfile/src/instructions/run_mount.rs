@@ -86,10 +86,7 @@ pub type Expander<'a> = &'a mut dyn FnMut(&str) -> Result<String, String>;
 
 /// Parses one `--mount` value. Without an expander (parse time) only the shape is checked;
 /// with one (dispatch time) every value is expanded first.
-pub fn parse_mount(
-    value: &str,
-    expander: Option<Expander<'_>>,
-) -> Result<Mount, String> {
+pub fn parse_mount(value: &str, expander: Option<Expander<'_>>) -> Result<Mount, String> {
     let fields = csv_fields(value).map_err(|e| format!("failed to parse csv mounts: {e}"))?;
     let mut expander = expander;
     let mut m = Mount::default();
