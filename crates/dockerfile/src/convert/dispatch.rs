@@ -178,38 +178,14 @@ fn run(
         }
         Command::Onbuild(_, expr) => d.image.config.on_build.push(expr),
         Command::Cmd(meta, c) => {
-            let mut lint = ctx.lint.borrow_mut();
-            lint.used_once(keyword(&meta), &mut d.lint.cmd);
-            lint.json_args(
-                keyword(&meta),
-                c.prepend_shell,
-                !d.image.config.shell.is_empty(),
-            );
-            drop(lint);
-            let args = if c.prepend_shell {
-                with_shell(&d.image, &c.args)
-            } else {
-                c.args
-            };
+            let args = command_line(d, ctx, &meta, c, |d| &mut d.lint.cmd);
             commit(d, format!("CMD {}", go_quote_list(&args)), false, false);
             d.image.config.cmd = Some(args);
             d.image.config.args_escaped = true;
             d.cmd_set = true;
         }
         Command::Entrypoint(meta, c) => {
-            let mut lint = ctx.lint.borrow_mut();
-            lint.used_once(keyword(&meta), &mut d.lint.entrypoint);
-            lint.json_args(
-                keyword(&meta),
-                c.prepend_shell,
-                !d.image.config.shell.is_empty(),
-            );
-            drop(lint);
-            let args = if c.prepend_shell {
-                with_shell(&d.image, &c.args)
-            } else {
-                c.args
-            };
+            let args = command_line(d, ctx, &meta, c, |d| &mut d.lint.entrypoint);
             commit(
                 d,
                 format!("ENTRYPOINT {}", go_quote_list(&args)),
@@ -309,6 +285,27 @@ fn run(
         }
     }
     Ok(())
+}
+
+/// The arguments of CMD or ENTRYPOINT (the shell prepended to the shell form), after the
+/// checks that each may appear once and should use the exec form.
+fn command_line(
+    d: &mut DState,
+    ctx: &DispatchCtx,
+    meta: &Meta,
+    c: crate::instructions::CmdLine,
+    seen: impl FnOnce(&mut DState) -> &mut Option<(usize, usize)>,
+) -> Vec<String> {
+    let mut lint = ctx.lint.borrow_mut();
+    let custom_shell = !d.image.config.shell.is_empty();
+    lint.used_once(keyword(meta), seen(d));
+    lint.json_args(keyword(meta), c.prepend_shell, custom_shell);
+    drop(lint);
+    if c.prepend_shell {
+        with_shell(&d.image, &c.args)
+    } else {
+        c.args
+    }
 }
 
 pub(crate) fn commit(d: &mut DState, msg: String, with_layer: bool, buildkit: bool) {

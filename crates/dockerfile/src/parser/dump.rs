@@ -120,41 +120,14 @@ pub const INSTRUCTIONS: [&str; 18] = [
 /// The closest known instruction to an unknown one (edit distance below 3), in the same case
 /// style as written: `RUNN` gives `RUN`, `runn` gives `run`. `None` for known words.
 pub fn suggest_instruction(word: &str) -> Option<String> {
-    let lower = word.to_lowercase();
-    let mut best: Option<&str> = None;
-    let mut min = 3;
-    for opt in INSTRUCTIONS {
-        if lower == opt {
-            return None;
-        }
-        let dist = levenshtein(&lower, opt);
-        if dist < min {
-            min = dist;
-            best = Some(opt);
-        }
-    }
-    let opt = best?;
-    Some(if word == word.to_lowercase() {
-        opt.to_string()
-    } else if word == word.to_uppercase() {
-        opt.to_uppercase()
-    } else {
-        opt.to_string()
-    })
-}
-
-fn levenshtein(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1; b.len() + 1];
-        for (j, &cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != cb);
-            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    let opt = crate::lint::suggest(&word.to_lowercase(), INSTRUCTIONS.iter().copied())?;
+    Some(
+        if word != word.to_lowercase() && word == word.to_uppercase() {
+            opt.to_uppercase()
+        } else {
+            opt
+        },
+    )
 }
 
 #[cfg(test)]
