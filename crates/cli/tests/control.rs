@@ -122,6 +122,7 @@ async fn solve_and_status_through_the_in_process_channel() {
         let session = client.sessions.register(LocalSession {
             locals: BTreeMap::from([("context".to_string(), ctx.path().to_path_buf())]),
             exports: vec![ExportDest::File(dest.clone())],
+            ..Default::default()
         });
         let r = format!("controltest{run}");
         let req = SolveRequest {

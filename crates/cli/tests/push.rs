@@ -6,8 +6,6 @@ mod common;
 
 use common::*;
 use kiln_testkit::Registry;
-use std::path::Path;
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
@@ -95,16 +93,6 @@ impl Proxy {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
-}
-
-fn skopeo(args: &[&str]) -> String {
-    let out = Command::new("skopeo").args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "skopeo {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 fn uploads(log: &[String]) -> Vec<&String> {
@@ -288,88 +276,17 @@ fn push_needs_a_name_and_tag_alone_only_builds() {
 
 const PASSWORD: &str = "kiln-pw-7f3a9c21-s3cret";
 
-/// docker-registry with htpasswd auth (bcrypt made by python's crypt) on plain loopback HTTP.
-fn auth_registry(dir: &Path) -> (std::process::Child, u16) {
-    let hash = Command::new("python3")
-        .args([
-            "-W",
-            "ignore",
-            "-c",
-            "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))",
-            PASSWORD,
-        ])
-        .output()
-        .unwrap();
-    assert!(hash.status.success(), "python3 crypt (bcrypt) is needed");
-    let hash = String::from_utf8(hash.stdout).unwrap();
-    assert!(hash.starts_with("$2"), "{hash}");
-    std::fs::write(dir.join("htpasswd"), format!("kiln:{}", hash.trim())).unwrap();
-    let port = free_port();
-    std::fs::write(
-        dir.join("config.yml"),
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
-             http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: kiln-test\n    path: {}\n",
-            dir.join("data").display(),
-            dir.join("htpasswd").display()
-        ),
-    )
-    .unwrap();
-    let child = Command::new("docker-registry")
-        .arg("serve")
-        .arg(dir.join("config.yml"))
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "registry did not start"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    (child, port)
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn contains_bytes(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
-}
-
-fn tree_contains(dir: &Path, needle: &[u8]) -> Vec<String> {
-    let mut hits = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return hits;
-    };
-    for e in entries.flatten() {
-        let path = e.path();
-        let Ok(meta) = std::fs::symlink_metadata(&path) else {
-            continue;
-        };
-        if meta.is_dir() {
-            hits.extend(tree_contains(&path, needle));
-        } else if meta.is_file() && std::fs::read(&path).is_ok_and(|b| contains_bytes(&b, needle)) {
-            hits.push(path.display().to_string());
-        }
-    }
-    hits
-}
-
 #[test]
 fn basic_auth_with_credential_helpers_never_leaks_the_password() {
     let dir = tempfile::tempdir().unwrap();
-    let (child, port) = auth_registry(dir.path());
-    let _reg = Killed(child);
-    let host = format!("127.0.0.1:{port}");
+    let reg = TestRegistry::start(
+        dir.path(),
+        RegistryOptions {
+            password: Some(PASSWORD),
+            ..Default::default()
+        },
+    );
+    let host = reg.host();
     // Seed busybox with skopeo's own credentials.
     let layout = tempfile::tempdir().unwrap();
     kiln_testkit::busybox_layout(layout.path()).unwrap();
@@ -378,33 +295,17 @@ fn basic_auth_with_credential_helpers_never_leaks_the_password() {
         "-q",
         "--dest-tls-verify=false",
         "--dest-creds",
-        &format!("kiln:{PASSWORD}"),
+        &format!("{AUTH_USER}:{PASSWORD}"),
         &format!("oci:{}:latest", layout.path().display()),
         &format!("docker://{host}/busybox:latest"),
     ]);
 
     // The helper and the Docker config that names it.
     let bin = dir.path().join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    let helper = bin.join("docker-credential-kilntest");
-    std::fs::write(
-        &helper,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\necho \"$server\" >> '{}'\n\
-             printf '{{\"ServerURL\":\"%s\",\"Username\":\"kiln\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n",
-            dir.path().join("helper.log").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helper_log = write_credential_helper(&bin, "kilntest", PASSWORD);
     let docker_config = dir.path().join("docker");
     std::fs::create_dir_all(&docker_config).unwrap();
-    let path = format!(
-        "{}:{}",
-        bin.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with(&bin);
 
     let store = Store::new();
     let p = Project::new(
@@ -456,12 +357,15 @@ fn basic_auth_with_credential_helpers_never_leaks_the_password() {
             "inspect",
             "--tls-verify=false",
             "--creds",
-            &format!("kiln:{PASSWORD}"),
+            &format!("{AUTH_USER}:{PASSWORD}"),
             &format!("docker://{host}/app:{tag}"),
         ]);
     }
-    let asked = std::fs::read_to_string(dir.path().join("helper.log")).unwrap();
-    assert!(asked.lines().all(|l| l == host), "{asked}");
+    let asked = std::fs::read_to_string(helper_log).unwrap();
+    assert!(
+        !asked.is_empty() && asked.lines().all(|l| l == host),
+        "{asked}"
+    );
     let leaks = tree_contains(store.root(), PASSWORD.as_bytes());
     assert!(leaks.is_empty(), "password stored in {leaks:?}");
 }

@@ -1,7 +1,7 @@
 //! `WWW-Authenticate` challenges and the anonymous bearer-token cache.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// One challenge: `Bearer realm="…",service="…",scope="…"`.
@@ -85,13 +85,27 @@ pub(crate) struct TokenResponse {
     pub expires_in: Option<u64>,
 }
 
+/// A registry host and a token scope.
+type HostScope = (String, String);
+
 /// Tokens keyed by registry host and scope, dropped a little before they expire.
 #[derive(Debug, Default)]
 pub(crate) struct TokenCache {
-    tokens: Mutex<HashMap<(String, String), (String, Instant)>>,
+    tokens: Mutex<HashMap<HostScope, (String, Instant)>>,
+    /// One token fetch at a time per host and scope: concurrent requests (blobs pushed in
+    /// parallel) wait for it and share its token rather than each asking the token server.
+    fetching: Mutex<HashMap<HostScope, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl TokenCache {
+    /// The lock to hold while fetching a token for `host` and `scope`.
+    pub fn fetch_lock(&self, host: &str, scope: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut f = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        f.entry((host.to_string(), scope.to_string()))
+            .or_default()
+            .clone()
+    }
+
     pub fn get(&self, host: &str, scope: &str) -> Option<String> {
         let tokens = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
         let (token, until) = tokens.get(&(host.to_string(), scope.to_string()))?;

@@ -553,6 +553,15 @@ pub(crate) async fn check_status(
     }
     let body = String::from_utf8_lossy(&body).trim().to_string();
     let (reference, url, status) = (reference.to_string(), url.to_string(), status.as_u16());
+    // Go's (and nginx's) answer to plain HTTP on a TLS port: say what happened and the fix.
+    if status == 400 && url.starts_with("http://") && body.to_ascii_lowercase().contains("https") {
+        return Err(RegistryError::TlsExpected {
+            host: crate::transport::host_of(&url),
+            reference,
+            url,
+            body,
+        });
+    }
     if status == 404 {
         return Err(RegistryError::NotFound {
             reference,

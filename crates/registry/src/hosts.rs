@@ -190,14 +190,17 @@ pub(crate) fn split_mirror(raw: &str) -> (String, String) {
 
 /// The schemes to try for `host`, BuildKit's rules: `insecure` is HTTPS without verification
 /// with a fallback to HTTP when HTTP is allowed; `http` (default: localhost) is plain HTTP.
+/// One departure: a localhost registry whose table names a `ca` or `keypair` is HTTPS unless
+/// `http = true` says otherwise (BuildKit would speak plain HTTP to it and ignore them).
 pub(crate) fn schemes(
     host: &str,
     config: Option<&HostConfig>,
     insecure: bool,
 ) -> Vec<&'static str> {
+    let tls_material = config.is_some_and(|c| !c.ca.is_empty() || !c.keypair.is_empty());
     let plain = match config.and_then(|c| c.http) {
         Some(v) => v,
-        None => is_localhost(host),
+        None => is_localhost(host) && !tls_material,
     };
     let insecure = insecure || config.and_then(|c| c.insecure).unwrap_or(false);
     match (insecure, plain) {
@@ -266,6 +269,18 @@ cert = "/c.pem"
         assert_eq!(schemes("reg.test", None, false), ["https"]);
         assert_eq!(schemes("reg.test", None, true), ["https"]);
         assert_eq!(schemes("reg.test", Some(&http), false), ["http"]);
+        let ca = HostConfig {
+            ca: vec!["/ca.pem".into()],
+            ..Default::default()
+        };
+        assert_eq!(schemes("127.0.0.1:5000", Some(&ca), false), ["https"]);
+        let ca_http = HostConfig {
+            http: Some(true),
+            ..ca.clone()
+        };
+        assert_eq!(schemes("127.0.0.1:5000", Some(&ca_http), false), ["http"]);
+        let empty = HostConfig::default();
+        assert_eq!(schemes("localhost:5000", Some(&empty), false), ["http"]);
         assert_eq!(
             split_mirror("m.example:5000"),
             ("m.example:5000".into(), "/v2".into())

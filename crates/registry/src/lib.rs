@@ -32,7 +32,9 @@ pub enum RegistryError {
     Reference(#[from] ReferenceError),
     #[error("setting up the http client")]
     Client(#[source] reqwest::Error),
-    #[error("{reference}: request to {url} failed")]
+    /// The causes are in the message: callers keep errors as text (`to_string()`), and a
+    /// refused connection or an untrusted certificate must still say so.
+    #[error("{reference}: request to {url} failed: {}", causes(source))]
     Http {
         reference: String,
         url: String,
@@ -44,6 +46,17 @@ pub enum RegistryError {
         reference: String,
         url: String,
         status: u16,
+        body: String,
+    },
+    #[error(
+        "{reference}: {url} answered 400 ({body}): {host} speaks TLS, but Kiln spoke plain HTTP \
+         to it, as it does by default to a loopback address; trust its certificate with \
+         `ca = [\"CA.pem\"]` (or set `http = false`) under [registry.\"{host}\"] in Kiln's config"
+    )]
+    TlsExpected {
+        reference: String,
+        url: String,
+        host: String,
         body: String,
     },
     #[error("{reference}: not found: {url} answered {status}: {body}")]
@@ -134,4 +147,23 @@ pub enum RegistryError {
         #[source]
         source: BlobError,
     },
+}
+
+/// What lies under a reqwest error ("client error (Connect): invalid peer certificate:
+/// UnknownIssuer"), each cause once; its own text only repeats the URL.
+fn causes(e: &reqwest::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = std::error::Error::source(e);
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    if parts.is_empty() {
+        e.to_string()
+    } else {
+        parts.join(": ")
+    }
 }

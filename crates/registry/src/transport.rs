@@ -191,15 +191,27 @@ impl Client {
                      ($DOCKER_CONFIG/config.json){hint}"
                 )));
             }
+            // The scheme, realm and service are the host's; the scope was this request's.
+            let mut remembered = chosen.clone();
+            remembered.params.remove("scope");
             self.host_auth
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
-                .insert(host.clone(), chosen.clone());
+                .insert(host.clone(), remembered);
             if chosen.scheme == "bearer" {
-                let t = self
-                    .fetch_token(reference, http, &chosen.params, scope, creds.as_ref())
-                    .await?;
-                self.tokens.put(&host, scope, t.0, t.1);
+                let lock = self.tokens.fetch_lock(&host, scope);
+                let _fetching = lock.lock().await;
+                // Another request may have replaced the refused token while this one waited.
+                let replaced = self
+                    .tokens
+                    .get(&host, scope)
+                    .is_some_and(|t| auth.as_deref() != Some(format!("Bearer {t}").as_str()));
+                if !replaced {
+                    let t = self
+                        .fetch_token(reference, http, &chosen.params, scope, creds.as_ref())
+                        .await?;
+                    self.tokens.put(&host, scope, t.0, t.1);
+                }
             }
             fresh = true;
         }
@@ -226,6 +238,11 @@ impl Client {
         if challenge.scheme == "basic" {
             return Ok(self.creds.get(host).map(|c| basic(&c)));
         }
+        if let Some(t) = self.tokens.get(host, scope) {
+            return Ok(Some(format!("Bearer {t}")));
+        }
+        let lock = self.tokens.fetch_lock(host, scope);
+        let _fetching = lock.lock().await;
         if let Some(t) = self.tokens.get(host, scope) {
             return Ok(Some(format!("Bearer {t}")));
         }

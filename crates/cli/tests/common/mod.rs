@@ -2,10 +2,14 @@
 //! fresh stores, build projects, commands with timeouts, and leftover checks (mounts, runc
 //! containers, temp files).
 //!
-//! These tests need root, runc, Debian's docker-registry, skopeo, umoci and python3.
+//! These tests need root, runc, Debian's docker-registry, skopeo, umoci, python3 and openssl.
 
 #![allow(dead_code)]
 
+mod auth;
+
+#[allow(unused_imports)] // not every test binary uses them
+pub use auth::*;
 use kiln_testkit::Registry;
 use serde_json::Value;
 use std::io::Read;
