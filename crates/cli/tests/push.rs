@@ -9,10 +9,12 @@ use kiln_testkit::Registry;
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 
-/// A TCP proxy in front of a registry that logs each request line (`METHOD PATH`).
+/// A TCP proxy in front of a registry that logs each request line (`METHOD PATH`), and which
+/// connection carried it.
 struct Proxy {
     port: u16,
     log: Arc<Mutex<Vec<String>>>,
+    connections: Arc<Mutex<Vec<(usize, String)>>>,
     _rt: tokio::runtime::Runtime,
 }
 
@@ -29,9 +31,15 @@ impl Proxy {
             .unwrap();
         let port = listener.local_addr().unwrap().port();
         let log2 = log.clone();
+        let connections = Arc::new(Mutex::new(Vec::new()));
+        let connections2 = connections.clone();
         rt.spawn(async move {
+            let mut n = 0;
             while let Ok((client, _)) = listener.accept().await {
+                n += 1;
+                let conn = n;
                 let log = log2.clone();
+                let connections = connections2.clone();
                 tokio::spawn(async move {
                     let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
                     else {
@@ -60,9 +68,9 @@ impl Proxy {
                         let first = head.lines().next().unwrap_or("").to_string();
                         let parts: Vec<&str> = first.split(' ').collect();
                         if parts.len() >= 2 {
-                            log.lock()
-                                .unwrap()
-                                .push(format!("{} {}", parts[0], parts[1]));
+                            let line = format!("{} {}", parts[0], parts[1]);
+                            connections.lock().unwrap().push((conn, line.clone()));
+                            log.lock().unwrap().push(line);
                         }
                         let len: u64 = head
                             .lines()
@@ -83,7 +91,12 @@ impl Proxy {
                 });
             }
         });
-        Proxy { port, log, _rt: rt }
+        Proxy {
+            port,
+            log,
+            connections,
+            _rt: rt,
+        }
     }
 
     fn host(&self) -> String {
@@ -93,6 +106,54 @@ impl Proxy {
     fn take(&self) -> Vec<String> {
         std::mem::take(&mut *self.log.lock().unwrap())
     }
+}
+
+/// A pull of an image with many layers downloads several at once, but no more than four:
+/// observed as the number of connections that carried blob GETs (the client reuses an idle
+/// connection, so one connection means one download at a time).
+#[test]
+fn image_layers_download_concurrently_with_a_bound() {
+    let reg = Registry::with_busybox().unwrap();
+    let store = Store::new();
+    let mut dockerfile = format!("FROM {}/busybox\n", reg.host());
+    for i in 0..8 {
+        dockerfile.push_str(&format!("RUN head -c 3000000 /dev/urandom > /layer{i}\n"));
+    }
+    let p = Project::new(&dockerfile, &[]);
+    let name = format!("{}/many/layers:v1", reg.host());
+    run(
+        &mut p.build_cmd_output(&store, &format!("type=image,name={name},push=true"), &[]),
+        BUILD_TIMEOUT,
+    )
+    .assert_ok();
+
+    let proxy = Proxy::start(reg.port);
+    let pull = Project::new(
+        &format!(
+            "FROM {}/many/layers:v1\nRUN cat /layer7 > /dev/null\n",
+            proxy.host()
+        ),
+        &[],
+    );
+    pull.build(&Store::new(), "out.tar", &[]).assert_ok();
+    let blob_gets: Vec<(usize, String)> = proxy
+        .connections
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, l)| l.starts_with("GET ") && l.contains("/blobs/sha256:"))
+        .cloned()
+        .collect();
+    // busybox, eight layers and the config.
+    assert_eq!(blob_gets.len(), 10, "{blob_gets:#?}");
+    let mut conns: Vec<usize> = blob_gets.iter().map(|(c, _)| *c).collect();
+    conns.sort();
+    conns.dedup();
+    assert!(
+        (2..=5).contains(&conns.len()),
+        "layers came over {} connections (config fetch + at most 4 at once): {blob_gets:#?}",
+        conns.len()
+    );
 }
 
 fn uploads(log: &[String]) -> Vec<&String> {

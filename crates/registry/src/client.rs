@@ -71,6 +71,21 @@ pub struct Client {
     pub(crate) host_auth: Mutex<HashMap<String, Challenge>>,
     pub(crate) attempts: u32,
     pub(crate) backoff: Duration,
+    /// Resolutions by pinned digest and platform: what a digest names never changes, so the
+    /// frontend's resolution serves the pull step's again without a request.
+    pinned: Mutex<HashMap<String, Resolved>>,
+}
+
+/// How many pinned resolutions are remembered before the memo starts over.
+const PINNED_MEMO: usize = 256;
+
+fn pinned_key(registry: &str, repository: &str, digest: &str, platform: &Platform) -> String {
+    format!(
+        "{registry}/{repository}@{digest}|{}/{}/{}",
+        platform.os,
+        platform.architecture,
+        platform.variant.as_deref().unwrap_or("")
+    )
 }
 
 impl Client {
@@ -87,6 +102,7 @@ impl Client {
             creds: CredentialStore::from_env(),
             tokens: TokenCache::default(),
             host_auth: Mutex::new(HashMap::new()),
+            pinned: Mutex::new(HashMap::new()),
             attempts: 4,
             backoff: Duration::from_millis(200),
         })
@@ -115,6 +131,35 @@ impl Client {
 
     /// Resolves `reference` to one platform's manifest, its config and its layer descriptors.
     pub async fn resolve(
+        &self,
+        reference: &Reference,
+        platform: &Platform,
+    ) -> Result<Resolved, RegistryError> {
+        if let Some(d) = &reference.digest {
+            let key = pinned_key(&reference.registry, &reference.repository, d, platform);
+            let memo = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(r) = memo.get(&key) {
+                let mut r = r.clone();
+                r.reference = reference.clone();
+                return Ok(r);
+            }
+        }
+        let resolved = self.resolve_remote(reference, platform).await?;
+        let key = pinned_key(
+            &reference.registry,
+            &reference.repository,
+            &resolved.digest,
+            platform,
+        );
+        let mut memo = self.pinned.lock().unwrap_or_else(|p| p.into_inner());
+        if memo.len() >= PINNED_MEMO {
+            memo.clear();
+        }
+        memo.insert(key, resolved.clone());
+        Ok(resolved)
+    }
+
+    async fn resolve_remote(
         &self,
         reference: &Reference,
         platform: &Platform,

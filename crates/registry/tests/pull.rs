@@ -66,10 +66,16 @@ async fn resolve_and_pull_busybox_from_real_registry() {
         .unwrap();
     assert_eq!(again, paths[0]);
 
-    // By digest, with the tag kept, resolves to the same thing (registry is gone: expect an
-    // error naming the reference instead of a hang).
+    // By digest, with the tag kept, resolves to the same thing from what this client already
+    // resolved, with no request: what a digest names never changes.
     let pinned = reference.with_digest(BUSYBOX_MANIFEST);
-    let err = client.resolve(&pinned, &amd64()).await.unwrap_err();
+    let memo = client.resolve(&pinned, &amd64()).await.unwrap();
+    assert_eq!(memo.manifest, resolved.manifest);
+    assert_eq!(memo.config, resolved.config);
+    assert_eq!(memo.reference, pinned);
+    // A client that has not seen it must ask (the registry is gone: expect an error naming the
+    // reference instead of a hang).
+    let err = self::client().resolve(&pinned, &amd64()).await.unwrap_err();
     assert!(matches!(err, RegistryError::Http { .. }), "{err}");
     assert!(err.to_string().contains(&pinned.to_string()), "{err}");
 }
