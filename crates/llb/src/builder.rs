@@ -15,6 +15,9 @@ pub struct Vertex {
     digest: String,
     metadata: pb::OpMetadata,
     inputs: Vec<Output>,
+    /// Every output the op was built from, each object once, in the order the Go client walks
+    /// them; two of them may share a digest (and so one input).
+    walk: Vec<Output>,
 }
 
 /// One output of a vertex: what later ops read and what a build returns.
@@ -35,7 +38,18 @@ fn digest_bytes(bytes: &[u8]) -> String {
 
 impl Vertex {
     /// Builds a vertex. `op.inputs` is filled from `inputs` (in order); whatever it held is replaced.
-    pub fn new(mut op: pb::Op, inputs: Vec<Output>, metadata: pb::OpMetadata) -> Arc<Vertex> {
+    pub fn new(op: pb::Op, inputs: Vec<Output>, metadata: pb::OpMetadata) -> Arc<Vertex> {
+        let walk = inputs.clone();
+        Vertex::with_walk(op, inputs, metadata, walk)
+    }
+
+    /// Like [`Vertex::new`], with the outputs marshalling walks (see [`Vertex::walk`]).
+    pub fn with_walk(
+        mut op: pb::Op,
+        inputs: Vec<Output>,
+        metadata: pb::OpMetadata,
+        walk: Vec<Output>,
+    ) -> Arc<Vertex> {
         op.inputs = inputs
             .iter()
             .map(|o| pb::Input {
@@ -51,6 +65,7 @@ impl Vertex {
             digest,
             metadata,
             inputs,
+            walk,
         })
     }
 
@@ -74,6 +89,11 @@ impl Vertex {
     pub fn inputs(&self) -> &[Output] {
         &self.inputs
     }
+    /// What marshalling visits before this vertex: each output it was built from, even one
+    /// whose digest equals another's (their metadata merge, as in the Go client).
+    pub fn walk(&self) -> &[Output] {
+        &self.walk
+    }
 }
 
 /// Marshals the graph that ends in `result` into a Definition: every op once, inputs before the
@@ -81,7 +101,7 @@ impl Vertex {
 /// `None` marshals an empty result (a build of `scratch` with nothing in it).
 pub fn marshal(result: Option<&Output>) -> pb::Definition {
     let mut def = pb::Definition::default();
-    let mut seen = HashSet::new();
+    let mut seen = Seen::default();
     if let Some(out) = result {
         visit(&out.vertex, &mut seen, &mut def);
         let terminal = pb::Op {
@@ -110,14 +130,42 @@ fn terminal_metadata() -> pb::OpMetadata {
     }
 }
 
-fn visit(v: &Arc<Vertex>, seen: &mut HashSet<String>, def: &mut pb::Definition) {
-    if seen.contains(&v.digest) {
+/// What marshalling has met: vertices by identity, op bytes by digest. As in the Go client,
+/// two vertices with the same digest (two `FROM` of one image) are both walked and their
+/// metadata merged, the later one's description keys winning; the op's bytes appear once.
+#[derive(Default)]
+struct Seen {
+    vertices: HashSet<*const Vertex>,
+    digests: HashSet<String>,
+}
+
+fn visit(v: &Arc<Vertex>, seen: &mut Seen, def: &mut pb::Definition) {
+    if !seen.vertices.insert(Arc::as_ptr(v)) {
         return;
     }
-    for input in &v.inputs {
+    for input in &v.walk {
         visit(&input.vertex, seen, def);
     }
-    seen.insert(v.digest.clone());
-    def.def.push(v.bytes.clone());
-    def.metadata.insert(v.digest.clone(), v.metadata.clone());
+    let md = def.metadata.entry(v.digest.clone()).or_default();
+    merge_metadata(md, &v.metadata);
+    if seen.digests.insert(v.digest.clone()) {
+        def.def.push(v.bytes.clone());
+    }
+}
+
+/// The Go client's `mergeMetadata`.
+fn merge_metadata(into: &mut pb::OpMetadata, from: &pb::OpMetadata) {
+    into.ignore_cache |= from.ignore_cache;
+    for (k, v) in &from.description {
+        into.description.insert(k.clone(), v.clone());
+    }
+    if from.export_cache.is_some() {
+        into.export_cache = from.export_cache.clone();
+    }
+    for k in from.caps.keys() {
+        into.caps.insert(k.clone(), true);
+    }
+    if from.progress_group.is_some() {
+        into.progress_group = from.progress_group.clone();
+    }
 }

@@ -5,7 +5,7 @@ use super::ConvertError;
 use super::ops::{self, FileAction, LState};
 use super::remote::{self, AddOpts};
 use super::stages::{Cmd, DState};
-use super::util::{StateEnv, go_duration, go_quote_list, normalize_path};
+use super::util::{StateEnv, go_duration, go_quote, go_quote_list, normalize_path};
 use crate::instructions::{
     Command, CopyCommand, KeyValuePair, KeyValuePairOptional, Meta, SourcesAndDest,
 };
@@ -362,11 +362,20 @@ pub(crate) fn workdir(
     meta: Option<&Meta>,
     ctx: &DispatchCtx,
 ) {
-    let wd = normalize_path(&d.image.config.working_dir, path, false);
+    // BuildKit's `system.NormalizePath`: an absolute path is kept as written (config, history
+    // and the steps' cwd show it so), a relative one is joined to the current one, an empty
+    // one is the current one.
+    let parent = match d.image.config.working_dir.as_str() {
+        "" => "/".to_string(),
+        p if p.starts_with('/') => p.to_string(),
+        p => super::util::join(&["/", p]),
+    };
     let wd = if path.is_empty() {
-        d.image.config.working_dir.clone()
+        parent
+    } else if path.starts_with('/') {
+        path.to_string()
     } else {
-        wd
+        super::util::join(&[&parent, path])
     };
     d.image.config.working_dir = wd.clone();
     d.state.dir = wd.clone();
@@ -379,7 +388,8 @@ pub(crate) fn workdir(
         let name = display(ctx.shlex, &code, &d.state.env.clone());
         let name = d.prefix(&name);
         let mkdir = pb::FileActionMkDir {
-            path: wd.clone(),
+            // The Go client cleans file action paths.
+            path: super::util::clean(&wd),
             mode: 0o755,
             make_parents: true,
             owner: ops::chown_opt(&d.image.config.user),
@@ -628,47 +638,110 @@ fn parse_chmod(s: &str) -> Res<(i32, String)> {
     Ok((0, s.to_string()))
 }
 
+/// moby/sys/signal's `ParseSignal`: any non-zero number, or a Linux signal name with or
+/// without `SIG`, in any case.
 fn check_signal(sig: &str) -> Res<()> {
-    let s = sig.trim_start_matches("SIG");
-    if let Ok(n) = s.parse::<u32>() {
-        if n == 0 || n > 64 {
-            return Err(format!("invalid signal: {sig}"));
-        }
-        return Ok(());
+    if let Ok(n) = sig.parse::<i64>() {
+        return if n == 0 {
+            Err(format!("invalid signal: {sig}"))
+        } else {
+            Ok(())
+        };
     }
-    if s.is_empty()
-        || !s
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '+' || c == '-')
-    {
-        return Err(format!("invalid signal: {sig}"));
+    let upper = sig.to_uppercase();
+    let name = upper.strip_prefix("SIG").unwrap_or(&upper);
+    const NAMES: [&str; 34] = [
+        "ABRT", "ALRM", "BUS", "CHLD", "CLD", "CONT", "FPE", "HUP", "ILL", "INT", "IO", "IOT",
+        "KILL", "PIPE", "POLL", "PROF", "PWR", "QUIT", "SEGV", "STKFLT", "STOP", "SYS", "TERM",
+        "TRAP", "TSTP", "TTIN", "TTOU", "URG", "USR1", "USR2", "VTALRM", "WINCH", "XCPU", "XFSZ",
+    ];
+    // SIGRTMIN..SIGRTMIN+15 and SIGRTMAX-14..SIGRTMAX.
+    let realtime = match name.strip_prefix("RTMIN") {
+        Some("") => true,
+        Some(rest) => rest
+            .strip_prefix('+')
+            .and_then(|n| n.parse::<u8>().ok().filter(|v| v.to_string() == n))
+            .is_some_and(|n| (1..=15).contains(&n)),
+        None => match name.strip_prefix("RTMAX") {
+            Some("") => true,
+            Some(rest) => rest
+                .strip_prefix('-')
+                .and_then(|n| n.parse::<u8>().ok().filter(|v| v.to_string() == n))
+                .is_some_and(|n| (1..=14).contains(&n)),
+            None => false,
+        },
+    };
+    if NAMES.contains(&name) || realtime {
+        Ok(())
+    } else {
+        Err(format!("invalid signal: {sig}"))
     }
-    Ok(())
 }
 
-/// `80`, `80/udp`, `8000-8002/tcp` into `port/proto` entries.
-fn parse_port(p: &str) -> Res<Vec<String>> {
-    let (port, proto) = match p.split_once('/') {
-        Some((a, b)) => (a, b.to_lowercase()),
-        None => (p, "tcp".to_string()),
+/// BuildKit's `parsePort`: `[ip:][hostPort:]containerPort[/proto]` into `port/proto` entries
+/// of the container port (range), with its error texts.
+fn parse_port(raw: &str) -> Res<Vec<String>> {
+    let parts: Vec<&str> = raw.split(':').collect();
+    let n = parts.len();
+    let (ip, host_port, container) = match n {
+        1 => (String::new(), "", parts[0]),
+        2 => (String::new(), parts[0], parts[1]),
+        _ => (parts[..n - 2].join(":"), parts[n - 2], parts[n - 1]),
     };
-    // ip:hostPort:containerPort forms keep only the container port.
-    let port = port.rsplit(':').next().unwrap_or(port);
-    let bad = || format!("invalid containerPort: {port}");
-    let (start, end) = match port.split_once('-') {
-        Some((a, b)) => (
-            a.parse::<u16>().map_err(|_| bad())?,
-            b.parse::<u16>().map_err(|_| bad())?,
-        ),
-        None => {
-            let v = port.parse::<u16>().map_err(|_| bad())?;
-            (v, v)
+    let (port, proto) = container.split_once('/').unwrap_or((container, ""));
+    let proto = if port.is_empty() {
+        return Err(format!(
+            "invalid port: {}: no port specified",
+            go_quote(raw)
+        ));
+    } else {
+        match proto.to_lowercase().as_str() {
+            "" => "tcp".to_string(),
+            "tcp" | "udp" | "sctp" => proto.to_lowercase(),
+            _ => {
+                return Err(format!(
+                    "invalid port: {}: invalid proto: {proto}",
+                    go_quote(raw)
+                ));
+            }
         }
     };
-    if end < start {
-        return Err(format!(
-            "invalid range specified for container port: {port}"
-        ));
+    let ip = match ip.strip_prefix('[').and_then(|i| i.strip_suffix(']')) {
+        Some(v6) => v6.to_string(),
+        None => ip,
+    };
+    if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(format!("invalid IP address: {ip}"));
+    }
+    let (start, end) = port_range(port).map_err(|_| format!("invalid containerPort: {port}"))?;
+    if !host_port.is_empty() {
+        let (hs, he) =
+            port_range(host_port).map_err(|_| format!("invalid hostPort: {host_port}"))?;
+        if end - start != he - hs && end != start {
+            return Err(format!(
+                "invalid ranges specified for container and host Ports: {port} and {host_port}"
+            ));
+        }
     }
     Ok((start..=end).map(|n| format!("{n}/{proto}")).collect())
+}
+
+/// `8000` or `8000-9000`, each 0–65535, the end not below the start.
+fn port_range(ports: &str) -> Result<(i64, i64), ()> {
+    let number = |s: &str| s.parse::<i64>().ok().filter(|n| (0..=65535).contains(n));
+    match ports.split_once('-') {
+        None => number(ports).map(|n| (n, n)).ok_or(()),
+        Some((a, b)) => {
+            let start = number(a).ok_or(())?;
+            if a == b {
+                return Ok((start, start));
+            }
+            let end = number(b).ok_or(())?;
+            if end < start {
+                Err(())
+            } else {
+                Ok((start, end))
+            }
+        }
+    }
 }

@@ -139,6 +139,9 @@ pub enum ConvertError {
     /// A problem with the file or options as a whole.
     #[error("{0}")]
     Invalid(String),
+    /// A problem between stages, at the line that shows it.
+    #[error("dockerfile line {line}: {message}")]
+    Stage { line: usize, message: String },
     /// `# syntax=` names a frontend other than the built-in one.
     #[error(
         "dockerfile line {line}: syntax {reference:?}: external frontends are not supported yet (only docker/dockerfile, which is built in)"

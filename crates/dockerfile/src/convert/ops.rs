@@ -282,6 +282,7 @@ pub(crate) fn exec(
         env.add_or_replace("SSH_AUTH_SOCK", &first.target);
     }
     let mut inputs: Vec<Output> = Vec::new();
+    let mut walk: Vec<Output> = Vec::new();
     let mut pmounts = Vec::new();
     let mut out_index = 0;
     for m in mounts {
@@ -303,7 +304,10 @@ pub(crate) fn exec(
             MountKind::Bind => {}
         }
         let input = match m.source {
-            Some(o) => index_of(&mut inputs, o),
+            Some(o) => {
+                add_walk(&mut walk, &o);
+                index_of(&mut inputs, o)
+            }
             None => -1,
         };
         let output = if m.no_output || m.readonly || m.kind != MountKind::Bind {
@@ -403,7 +407,20 @@ pub(crate) fn exec(
         })),
         ..Default::default()
     };
-    Vertex::output(op, inputs, md)
+    Output {
+        vertex: Vertex::with_walk(op, inputs, md, walk),
+        index: 0,
+    }
+}
+
+/// Adds `o` to `walk` unless that very output object is there already.
+fn add_walk(walk: &mut Vec<Output>, o: &Output) {
+    if !walk
+        .iter()
+        .any(|w| Arc::ptr_eq(&w.vertex, &o.vertex) && w.index == o.index)
+    {
+        walk.push(o.clone());
+    }
 }
 
 fn index_of(inputs: &mut Vec<Output>, o: Output) -> i64 {
@@ -436,24 +453,37 @@ pub(crate) fn file_op(
 ) -> Output {
     let mut inputs: Vec<Output> = Vec::new();
     let base_idx = base.map_or(-1, |b| index_of(&mut inputs, b.clone()));
+    let mut sources: Vec<Option<Output>> = Vec::new();
     let mut staged = Vec::new();
     for a in actions {
         let (action, secondary) = match a {
             FileAction::Mkdir(mut m) => {
                 set_owner_input(m.owner.as_mut(), base_idx);
+                sources.push(None);
                 (pb::file_action::Action::Mkdir(m), -1)
             }
             FileAction::Mkfile(mut m) => {
                 set_owner_input(m.owner.as_mut(), base_idx);
+                sources.push(None);
                 (pb::file_action::Action::Mkfile(m), -1)
             }
             FileAction::Copy(mut c, src) => {
                 set_owner_input(c.owner.as_mut(), base_idx);
+                sources.push(src.clone());
                 let s = src.map_or(-1, |o| index_of(&mut inputs, o));
                 (pb::file_action::Action::Copy(*c), s)
             }
         };
         staged.push((action, secondary));
+    }
+    // The Go client binds every action to the base and walks from the last action: the base,
+    // then each action's copy source from the last action to the first.
+    let mut walk: Vec<Output> = Vec::new();
+    if let Some(b) = base {
+        add_walk(&mut walk, b);
+    }
+    for o in sources.iter().rev().flatten() {
+        add_walk(&mut walk, o);
     }
     let n = staged.len();
     let n_inputs = inputs.len() as i64;
@@ -477,7 +507,10 @@ pub(crate) fn file_op(
         op: Some(pb::op::Op::File(pb::FileOp { actions })),
         ..Default::default()
     };
-    Vertex::output(op, inputs, md)
+    Output {
+        vertex: Vertex::with_walk(op, inputs, md, walk),
+        index: 0,
+    }
 }
 
 /// A heredoc as a file of its own on scratch (BuildKit's "preparing inline document").
@@ -531,7 +564,8 @@ pub(crate) fn chown_opt(spec: &str) -> Option<pb::ChownOpt> {
         return None;
     }
     let one = |v: &str| -> pb::UserOpt {
-        let id = if v == "root" {
+        // An empty name (`--chown=:grp`) is id 0, as the Go client marshals it.
+        let id = if v == "root" || v.is_empty() {
             Some(0)
         } else {
             v.parse::<i32>().ok()
@@ -583,30 +617,6 @@ pub(crate) fn marshal(result: Option<&Output>) -> (pb::Definition, Vec<Arc<Verte
     (def, visited)
 }
 
-/// The order BuildKit's client walks a vertex's inputs in.
-fn visit_order(v: &Vertex) -> Vec<&Output> {
-    let inputs = v.inputs();
-    let Some(pb::op::Op::File(f)) = &v.op().op else {
-        return inputs.iter().collect();
-    };
-    let mut order: Vec<usize> = Vec::new();
-    let mut push = |i: i64| {
-        if i >= 0 && (i as usize) < inputs.len() && !order.contains(&(i as usize)) {
-            order.push(i as usize);
-        }
-    };
-    if let Some(first) = f.actions.first() {
-        push(first.input);
-    }
-    for a in f.actions.iter().rev() {
-        push(a.secondary_input);
-    }
-    for i in 0..inputs.len() {
-        push(i as i64);
-    }
-    order.into_iter().map(|i| &inputs[i]).collect()
-}
-
 fn visit(
     v: &Arc<Vertex>,
     seen: &mut HashSet<usize>,
@@ -618,7 +628,7 @@ fn visit(
     if seen.contains(&key) {
         return;
     }
-    for i in visit_order(v) {
+    for i in v.walk() {
         visit(&i.vertex, seen, written, def, visited);
     }
     seen.insert(key);

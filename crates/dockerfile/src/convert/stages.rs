@@ -299,6 +299,7 @@ pub(crate) fn convert(
         }
         states[i].commands = out;
     }
+    check_cycles(&states)?;
     if states.len() == 1 {
         states[0].stage_name.clear();
     }
@@ -544,6 +545,51 @@ fn stage_by_name(
         ..Default::default()
     };
     add_state(states, by_name, ds)
+}
+
+/// BuildKit's `validateCircularDependency`: depth first from each stage in order; the first
+/// stage from which a cycle is reached is named, at the command that closes it.
+fn check_cycles(states: &[DState]) -> Result<(), ConvertError> {
+    fn visit(
+        states: &[DState],
+        s: usize,
+        visited: &mut BTreeSet<usize>,
+        path: &mut BTreeSet<usize>,
+    ) -> Option<usize> {
+        if !visited.insert(s) {
+            return None;
+        }
+        path.insert(s);
+        for &dep in &states[s].deps {
+            // The command that makes the dependency, for the error's line.
+            let line = states[s]
+                .commands
+                .iter()
+                .find(|c| c.sources().any(|x| x == dep))
+                .map_or(states[s].stage.start_line, |c| c.command.meta().start_line);
+            if path.contains(&dep) {
+                return Some(line);
+            }
+            if let Some(l) = visit(states, dep, visited, path) {
+                return Some(l);
+            }
+        }
+        path.remove(&s);
+        None
+    }
+    let (mut visited, mut path) = (BTreeSet::new(), BTreeSet::new());
+    for s in 0..states.len() {
+        if let Some(line) = visit(states, s, &mut visited, &mut path) {
+            return Err(ConvertError::Stage {
+                line,
+                message: format!(
+                    "circular dependency detected on stage: {}",
+                    states[s].stage_name
+                ),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn reachable_from(states: &[DState], target: usize) -> BTreeSet<usize> {
