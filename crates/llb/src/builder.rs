@@ -160,7 +160,7 @@ fn merge_metadata(into: &mut pb::OpMetadata, from: &pb::OpMetadata) {
         into.description.insert(k.clone(), v.clone());
     }
     if from.export_cache.is_some() {
-        into.export_cache = from.export_cache.clone();
+        into.export_cache = from.export_cache;
     }
     for k in from.caps.keys() {
         into.caps.insert(k.clone(), true);
