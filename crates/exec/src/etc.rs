@@ -8,14 +8,20 @@ pub const DEFAULT_HOSTNAME: &str = "buildkitsandbox";
 /// Public resolvers used when the host has none that work from inside the container.
 const FALLBACK_NAMESERVERS: [&str; 2] = ["8.8.8.8", "8.8.4.4"];
 
-/// /etc/hosts: tab-separated, exactly as BuildKit's `initHostsFile`.
-pub fn hosts_file(hostname: &str) -> String {
+/// /etc/hosts: tab-separated, exactly as BuildKit's `initHostsFile`, then the extra hosts
+/// (`add-hosts`) as `IP<tab>host` lines.
+pub fn hosts_file(hostname: &str, extra: &[(String, String)]) -> String {
     let hostname = if hostname.is_empty() {
         DEFAULT_HOSTNAME
     } else {
         hostname
     };
-    format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    let mut out =
+        format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (host, ip) in extra {
+        out.push_str(&format!("{ip}\t{host}\n"));
+    }
+    out
 }
 
 /// /etc/resolv.conf from the host's. With host networking it is the host's as is (a local
@@ -64,10 +70,11 @@ mod tests {
     #[test]
     fn hosts_matches_buildkit() {
         assert_eq!(
-            hosts_file(""),
+            hosts_file("", &[]),
             "127.0.0.1\tlocalhost buildkitsandbox\n::1\tlocalhost ip6-localhost ip6-loopback\n"
         );
-        assert!(hosts_file("box").starts_with("127.0.0.1\tlocalhost box\n"));
+        assert!(hosts_file("box", &[]).starts_with("127.0.0.1\tlocalhost box\n"));
+        assert!(hosts_file("", &[("db".into(), "10.0.0.5".into())]).ends_with("\n10.0.0.5\tdb\n"));
     }
 
     #[test]

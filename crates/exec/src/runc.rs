@@ -291,7 +291,10 @@ impl Runc {
 
             let user = resolve_user(&req.rootfs, &req.user)?;
             ensure_dir(&req.rootfs, &cwd(&req.cwd), user.uid, user.gid)?;
-            write("hosts", hosts_file(&req.hostname).as_bytes())?;
+            write(
+                "hosts",
+                hosts_file(&req.hostname, &req.extra_hosts).as_bytes(),
+            )?;
             let host_resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             write(
                 "resolv.conf",

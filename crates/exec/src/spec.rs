@@ -67,6 +67,10 @@ pub struct ContainerRequest {
     /// Empty means `buildkitsandbox`.
     pub hostname: String,
     pub network: Network,
+    /// `--add-host` entries for /etc/hosts: (host, ip).
+    pub extra_hosts: Vec<(String, String)>,
+    /// Resource limits: (name as in `RLIMIT_<NAME>` lowercased, soft, hard).
+    pub rlimits: Vec<(String, u64, u64)>,
     /// In order: a mount may sit inside an earlier one.
     pub extra_mounts: Vec<ExtraMount>,
 }
@@ -186,8 +190,13 @@ pub fn build_spec(req: &ContainerRequest, user: &ResolvedUser, host: &SpecHost) 
                 "effective": caps,
                 "permitted": caps,
             },
-            // No rlimits: BuildKit drops containerd's NOFILE=1024 so the step inherits the
-            // daemon's limits (and raising them would need CAP_SYS_RESOURCE anyway).
+            // No rlimits unless asked for (`ulimit`): BuildKit drops containerd's NOFILE=1024 so
+            // the step inherits the daemon's limits.
+            "rlimits": req.rlimits.iter().map(|(name, soft, hard)| json!({
+                "type": format!("RLIMIT_{}", name.to_uppercase()),
+                "soft": soft,
+                "hard": hard,
+            })).collect::<Vec<_>>(),
             // BuildKit applies WithNewPrivileges: setuid binaries (sudo, ping) keep working.
             "noNewPrivileges": false,
         },

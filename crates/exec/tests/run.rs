@@ -211,7 +211,7 @@ async fn hostname_hosts_and_cwd() {
     let (_, out, _) = run(&f, request(&f, "hosts", &["cat", "/etc/hosts"]))
         .await
         .unwrap();
-    assert_eq!(out, hosts_file(""));
+    assert_eq!(out, hosts_file("", &[]));
 
     // Seccomp filter on, new privileges allowed (setuid tools work), default caps only.
     let (_, out, _) = run(&f, request(&f, "status", &["cat", "/proc/self/status"]))
@@ -286,7 +286,7 @@ async fn sweep_removes_a_dead_process_containers() {
     let bundle = f._tmp.path().join("bundles").join(&req.id);
     std::fs::create_dir_all(&bundle).unwrap();
     std::fs::write(bundle.join("owner"), "4194303999").unwrap();
-    std::fs::write(bundle.join("hosts"), hosts_file("")).unwrap();
+    std::fs::write(bundle.join("hosts"), hosts_file("", &[])).unwrap();
     std::fs::write(bundle.join("resolv.conf"), "").unwrap();
     let user = resolve_user(&f.rootfs, "").unwrap();
     let spec = build_spec(&req, &user, &SpecHost::detect(&bundle));

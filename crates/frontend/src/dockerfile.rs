@@ -100,6 +100,7 @@ pub fn build_dockerfile(
             })?;
         }
     }
+    opts.run_defaults = run_defaults(inputs.opts)?;
     // A lint request without a target checks every stage (BuildKit's AllStages).
     opts.all_stages = is_lint_request(inputs.opts) && opts.target.is_none();
     let resolver = WithLayouts {
@@ -110,6 +111,111 @@ pub fn build_dockerfile(
         file: path.display().to_string(),
         source,
     })
+}
+
+/// The options dockerui applies to every RUN: `add-hosts`, `hostname` (or the
+/// `BUILDKIT_SANDBOX_HOSTNAME` build arg), `force-network-mode`, `shm-size`, `ulimit`,
+/// `cgroup-parent`.
+fn run_defaults(
+    opts: &BTreeMap<String, String>,
+) -> Result<kiln_dockerfile::convert::RunDefaults, FrontendError> {
+    let bad = |key: &str, message: String| FrontendError::Option {
+        key: key.to_string(),
+        value: opts.get(key).cloned().unwrap_or_default(),
+        message,
+    };
+    let mut d = kiln_dockerfile::convert::RunDefaults::default();
+    for field in csv(opts.get("add-hosts").map_or("", String::as_str)) {
+        let lower = field.to_lowercase();
+        let (host, ip) = lower
+            .split_once('=')
+            .ok_or_else(|| bad("add-hosts", format!("invalid key-value pair {field}")))?;
+        let ip: std::net::IpAddr = ip
+            .parse()
+            .map_err(|_| bad("add-hosts", format!("failed to parse IP {ip}")))?;
+        d.extra_hosts.push((host.to_string(), ip.to_string()));
+    }
+    d.hostname = opts
+        .get("build-arg:BUILDKIT_SANDBOX_HOSTNAME")
+        .filter(|v| !v.is_empty())
+        .or_else(|| opts.get("hostname"))
+        .cloned()
+        .unwrap_or_default();
+    d.network = match opts.get("force-network-mode").map_or("", String::as_str) {
+        "" | "sandbox" => pb::NetMode::Unset as i32,
+        "none" => pb::NetMode::None as i32,
+        "host" => pb::NetMode::Host as i32,
+        other => {
+            return Err(bad(
+                "force-network-mode",
+                format!("invalid netmode {other}"),
+            ));
+        }
+    };
+    if let Some(v) = opts.get("shm-size").filter(|v| !v.is_empty()) {
+        d.shm_size = v
+            .parse()
+            .map_err(|_| bad("shm-size", format!("invalid shm size {v}")))?;
+    }
+    for field in csv(opts.get("ulimit").map_or("", String::as_str)) {
+        d.ulimits
+            .push(parse_ulimit(&field).map_err(|m| bad("ulimit", m))?);
+    }
+    d.cgroup_parent = opts.get("cgroup-parent").cloned().unwrap_or_default();
+    Ok(d)
+}
+
+/// Comma-separated fields, empty ones dropped.
+fn csv(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|f| !f.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// go-units `ParseUlimit`: `name=soft[:hard]`.
+fn parse_ulimit(v: &str) -> Result<(String, i64, i64), String> {
+    const NAMES: [&str; 15] = [
+        "core",
+        "cpu",
+        "data",
+        "fsize",
+        "locks",
+        "memlock",
+        "msgqueue",
+        "nice",
+        "nofile",
+        "nproc",
+        "rss",
+        "rtprio",
+        "rttime",
+        "sigpending",
+        "stack",
+    ];
+    let (name, limits) = v
+        .split_once('=')
+        .ok_or_else(|| format!("invalid ulimit argument: {v}"))?;
+    if !NAMES.contains(&name) {
+        return Err(format!("invalid ulimit type: {name}"));
+    }
+    let number = |s: &str| {
+        s.parse::<i64>()
+            .map_err(|_| format!("invalid ulimit argument: {v}"))
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((s, h)) => (number(s)?, number(h)?),
+        None => {
+            let n = number(limits)?;
+            (n, n)
+        }
+    };
+    if soft > hard {
+        return Err(format!(
+            "ulimit soft limit must be less than or equal to hard limit: {soft} > {hard}"
+        ));
+    }
+    Ok((name.to_string(), soft, hard))
 }
 
 /// The subrequest buildx sends for `--check` (`--call=check`): run the checks, build nothing.
@@ -209,4 +315,68 @@ fn parse_platform(s: &str) -> Option<kiln_llb::pb::Platform> {
         variant,
         ..Default::default()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn run_defaults_as_dockerui_reads_them() {
+        let d = run_defaults(&opts(&[
+            ("add-hosts", "db=10.0.0.5,Web=::1"),
+            ("hostname", "box"),
+            ("build-arg:BUILDKIT_SANDBOX_HOSTNAME", "argbox"),
+            ("force-network-mode", "none"),
+            ("shm-size", "1048576"),
+            ("ulimit", "nofile=1024:2048,nproc=10"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            d.extra_hosts,
+            [
+                ("db".to_string(), "10.0.0.5".to_string()),
+                ("web".to_string(), "::1".to_string())
+            ]
+        );
+        assert_eq!(d.hostname, "argbox");
+        assert_eq!(d.network, pb::NetMode::None as i32);
+        assert_eq!(d.shm_size, 1 << 20);
+        assert_eq!(
+            d.ulimits,
+            [
+                ("nofile".to_string(), 1024, 2048),
+                ("nproc".to_string(), 10, 10)
+            ]
+        );
+        assert_eq!(run_defaults(&opts(&[])).unwrap(), Default::default());
+    }
+
+    #[test]
+    fn bad_run_defaults_name_the_option() {
+        for (key, value, want) in [
+            ("add-hosts", "db", "invalid key-value pair db"),
+            ("add-hosts", "db=not-an-ip", "failed to parse IP not-an-ip"),
+            ("force-network-mode", "bridge", "invalid netmode bridge"),
+            ("shm-size", "lots", "invalid shm size lots"),
+            ("ulimit", "nofiles=1", "invalid ulimit type: nofiles"),
+            (
+                "ulimit",
+                "nofile=2:1",
+                "soft limit must be less than or equal",
+            ),
+        ] {
+            let e = run_defaults(&opts(&[(key, value)]))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key) && e.contains(want), "{key}={value}: {e}");
+        }
+    }
 }

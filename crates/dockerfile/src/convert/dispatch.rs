@@ -23,6 +23,7 @@ pub(crate) struct DispatchCtx<'a> {
     pub build_args: &'a BTreeMap<String, String>,
     pub context: LState,
     pub target_platform: &'a pb::Platform,
+    pub run: &'a super::RunDefaults,
 }
 
 pub(crate) type Res<T> = Result<T, String>;

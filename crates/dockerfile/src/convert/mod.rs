@@ -48,6 +48,25 @@ pub struct ConvertOptions {
     pub lint: Option<crate::lint::Config>,
     /// Convert every stage, not only those the target needs (lint requests without a target).
     pub all_stages: bool,
+    /// What every RUN gets from the client's options (`add-hosts`, `hostname`, ...).
+    pub run_defaults: RunDefaults,
+}
+
+/// The dockerfile.v0 options that apply to every RUN step, as dockerui parses them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunDefaults {
+    /// `add-hosts`: (host, ip) lines for /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
+    /// `hostname` (or `build-arg:BUILDKIT_SANDBOX_HOSTNAME`).
+    pub hostname: String,
+    /// `force-network-mode`, as `pb::NetMode`; RUN --network overrides it.
+    pub network: i32,
+    /// `shm-size` in bytes: a tmpfs of that size on /dev/shm.
+    pub shm_size: i64,
+    /// `ulimit`: (name, soft, hard).
+    pub ulimits: Vec<(String, i64, i64)>,
+    /// `cgroup-parent`.
+    pub cgroup_parent: String,
 }
 
 /// A named context as the client gave it (`context:NAME=VALUE`).
@@ -77,6 +96,7 @@ impl Default for ConvertOptions {
             session_id: None,
             lint: None,
             all_stages: false,
+            run_defaults: RunDefaults::default(),
         }
     }
 }

@@ -241,6 +241,10 @@ pub(crate) struct ExecExtras {
     pub network: i32,
     /// `pb::SecurityMode`.
     pub security: i32,
+    pub hostname: String,
+    pub extra_hosts: Vec<pb::HostIp>,
+    pub ulimits: Vec<pb::Ulimit>,
+    pub cgroup_parent: String,
 }
 
 /// An exec op, marshalled as the Go client's `ExecOp.Marshal` does: mounts sorted by target
@@ -263,6 +267,9 @@ pub(crate) fn exec(
     mounts.extend(extras.mounts);
     mounts.sort_by(|a, b| a.dest.cmp(&b.dest));
     let mut caps: Vec<&str> = vec!["exec.meta.base"];
+    if !extras.ulimits.is_empty() {
+        caps.push("exec.meta.ulimit");
+    }
     if extras.network != pb::NetMode::Unset as i32 {
         caps.push("exec.meta.network");
     }
@@ -396,6 +403,10 @@ pub(crate) fn exec(
                 env: env.to_array(),
                 cwd: st.dir.clone(),
                 user: st.user.clone(),
+                hostname: extras.hostname,
+                extra_hosts: extras.extra_hosts,
+                ulimit: extras.ulimits,
+                cgroup_parent: extras.cgroup_parent,
                 remove_mount_stubs_recursive: true,
                 ..Default::default()
             }),

@@ -74,8 +74,43 @@ pub(crate) fn run_cmd(
     extras.network = match r.network.as_deref() {
         Some("none") => pb::NetMode::None as i32,
         Some("host") => pb::NetMode::Host as i32,
-        _ => pb::NetMode::Unset as i32,
+        Some(_) => pb::NetMode::Unset as i32,
+        None => ctx.run.network,
     };
+    // What the client's options give every RUN (dockerui's add-hosts, hostname, ...).
+    extras.hostname = ctx.run.hostname.clone();
+    extras.extra_hosts = ctx
+        .run
+        .extra_hosts
+        .iter()
+        .map(|(host, ip)| pb::HostIp {
+            host: host.clone(),
+            ip: ip.clone(),
+        })
+        .collect();
+    extras.ulimits = ctx
+        .run
+        .ulimits
+        .iter()
+        .map(|(name, soft, hard)| pb::Ulimit {
+            name: name.clone(),
+            soft: *soft,
+            hard: *hard,
+        })
+        .collect();
+    extras.cgroup_parent = ctx.run.cgroup_parent.clone();
+    if ctx.run.shm_size > 0 {
+        extras.mounts.push(ExtraMount {
+            dest: "/dev/shm".into(),
+            source: None,
+            selector: String::new(),
+            readonly: false,
+            no_output: false,
+            kind: MountKind::Tmpfs {
+                size: ctx.run.shm_size,
+            },
+        });
+    }
 
     let mut raw = ctx.shlex.clone();
     raw.raw_quotes = true;

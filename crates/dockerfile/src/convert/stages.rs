@@ -364,6 +364,7 @@ pub(crate) fn convert(
         build_args: &opts.build_args,
         context: LState::new(Some(context)),
         target_platform: &opts.target_platform,
+        run: &opts.run_defaults,
     };
     let mut ctx_paths = BTreeSet::new();
     for i in 0..states.len() {

@@ -169,6 +169,20 @@ impl Operation<Ref> for ExecOperation {
             user: meta.user.clone(),
             hostname,
             network,
+            extra_hosts: meta
+                .extra_hosts
+                .iter()
+                .map(|h| (h.host.clone(), h.ip.clone()))
+                .collect(),
+            // A negative limit is unlimited, as go-units writes it.
+            rlimits: meta
+                .ulimit
+                .iter()
+                .map(|u| {
+                    let v = |n: i64| u64::try_from(n).unwrap_or(u64::MAX);
+                    (u.name.clone(), v(u.soft), v(u.hard))
+                })
+                .collect(),
             extra_mounts,
         };
         let stubs = super::stubs::missing_targets(
