@@ -13,138 +13,15 @@
 mod common;
 
 use common::*;
-use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 fn case_dir(name: &str) -> PathBuf {
     kiln_testkit::cases_dir().join(name)
 }
 
-/// Copies `src` to `dst` recursively, keeping symlinks as symlinks and modes as they are.
-fn copy_tree(src: &Path, dst: &Path) {
-    use std::os::unix::fs::{MetadataExt, PermissionsExt};
-    let meta = std::fs::symlink_metadata(src).unwrap();
-    let mode = std::fs::Permissions::from_mode(meta.mode() & 0o7777);
-    let ft = meta.file_type();
-    if ft.is_symlink() {
-        std::os::unix::fs::symlink(std::fs::read_link(src).unwrap(), dst).unwrap();
-    } else if ft.is_dir() {
-        std::fs::create_dir(dst).unwrap();
-        for e in std::fs::read_dir(src).unwrap() {
-            let e = e.unwrap();
-            copy_tree(&e.path(), &dst.join(e.file_name()));
-        }
-        std::fs::set_permissions(dst, mode).unwrap();
-    } else {
-        std::fs::copy(src, dst).unwrap();
-        std::fs::set_permissions(dst, mode).unwrap();
-    }
-}
-
-/// A temp copy of a case whose Dockerfile names `host` instead of localhost:5000, with the
-/// symlinks of symlinks.txt present as symlinks (restore-links.sh, for checkouts that made them
-/// plain files).
-fn case_copy(name: &str, host: &str) -> tempfile::TempDir {
-    let tmp = tempfile::Builder::new()
-        .prefix("kiln-case-")
-        .tempdir()
-        .unwrap();
-    let dst = tmp.path().join(name);
-    copy_tree(&case_dir(name), &dst);
-    let dockerfile = dst.join("Dockerfile");
-    let text = std::fs::read_to_string(&dockerfile).unwrap();
-    std::fs::write(&dockerfile, text.replace("localhost:5000", host)).unwrap();
-    if let Ok(list) = std::fs::read_to_string(dst.join("symlinks.txt")) {
-        for line in list.lines().filter(|l| !l.starts_with('#')) {
-            let mut words = line.split_whitespace();
-            let (Some(path), Some(target)) = (words.next(), words.next()) else {
-                continue;
-            };
-            let p = dst.join(path);
-            if !std::fs::symlink_metadata(&p).is_ok_and(|m| m.file_type().is_symlink()) {
-                let _ = std::fs::remove_file(&p);
-                std::os::unix::fs::symlink(target, &p).unwrap();
-            }
-        }
-    }
-    tmp
-}
-
-/// The words of the case's `args` file, `$CASE` replaced by the case directory.
-fn case_args(dir: &Path) -> Vec<String> {
-    let Ok(text) = std::fs::read_to_string(dir.join("args")) else {
-        return Vec::new();
-    };
-    let case = dir.to_string_lossy();
-    text.lines()
-        .flat_map(|l| {
-            l.replace("$CASE", &case)
-                .split_whitespace()
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-        })
-        .collect()
-}
-
-/// compare.py EXPECTED ACTUAL (rootfs, config, platform); panics with its differences.
-#[track_caller]
-fn compare(expected: &Path, actual: &Value, what: &str) {
-    let tmp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tmp.path(), serde_json::to_vec(actual).unwrap()).unwrap();
-    let out = std::process::Command::new("python3")
-        .arg(repo_root().join("conformance/tools/compare.py"))
-        .arg(expected)
-        .arg(tmp.path())
-        .output()
-        .expect("running compare.py");
-    assert!(
-        out.status.success(),
-        "{what}: the image differs from BuildKit's:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn expected(name: &str) -> Value {
-    let text = std::fs::read(case_dir(name).join("expected.json")).unwrap();
-    serde_json::from_slice(&text).unwrap()
-}
-
-/// Builds a case with the buildctl spelling and compares it with expected.json.
+/// Builds the public case `name` and compares it with its expected.json.
 fn check_case(name: &str) {
-    let copy = case_copy(name, registry_host());
-    let dir = copy.path().join(name);
-    let out = copy.path().join("out.tar");
-    let store = Store::new();
-    let mut cmd = store.kiln();
-    cmd.args([
-        "build",
-        "--progress",
-        "plain",
-        "--frontend",
-        "dockerfile.v0",
-    ])
-    .arg("--local")
-    .arg(format!("context={}", dir.join("ctx").display()))
-    .arg("--local")
-    .arg(format!("dockerfile={}", dir.display()))
-    .args(case_args(&dir))
-    .arg("--output")
-    .arg(format!("type=oci,dest={}", out.display()));
-    run(&mut cmd, BUILD_TIMEOUT).assert_ok();
-    let actual = imgtree(&out);
-    compare(&case_dir(name).join("expected.json"), &actual, name);
-    let want = expected(name);
-    assert_eq!(
-        actual["history"], want["history"],
-        "{name}: history (created_by, empty_layer) differs from BuildKit's"
-    );
-    assert_eq!(
-        actual["layers"], want["layers"],
-        "{name}: layer count differs from BuildKit's"
-    );
-    store.assert_no_mounts();
-    store.assert_no_containers();
+    common::check_case(&case_dir(name));
 }
 
 macro_rules! cases {
@@ -186,7 +63,7 @@ fn case_11_run_mounts() {
 /// The case's symlinks must reach kiln as symlinks: the copy used above keeps them.
 #[test]
 fn case_04_copy_keeps_symlinks() {
-    let copy = case_copy("04-copy-corners", "localhost:1");
+    let copy = case_copy(&case_dir("04-copy-corners"), "localhost:1");
     let link = copy.path().join("04-copy-corners/ctx/links/relative");
     let meta = std::fs::symlink_metadata(&link).unwrap();
     assert!(
@@ -218,7 +95,7 @@ fn check_llb(name: &str) {
         .stdin(llb);
     run(&mut cmd, BUILD_TIMEOUT).assert_ok();
     let actual = imgtree(&out);
-    let want = expected(name);
+    let want = expected(&dir);
     let (a, w) = (
         actual["rootfs"].as_object().unwrap(),
         want["rootfs"].as_object().unwrap(),

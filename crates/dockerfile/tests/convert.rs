@@ -2,36 +2,14 @@
 //! dockerfile2llb wrote (op for op, digests included), and our image config and history must
 //! equal `expected.json`.
 
-use kiln_dockerfile::convert::{ConvertOptions, ImageResolver, ResolvedImage, dockerfile_to_llb};
+mod common;
+
+use common::*;
+use kiln_dockerfile::convert::{ConvertOptions, dockerfile_to_llb};
 use kiln_proto::Message;
 use kiln_proto::pb;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-const BASE_DIGEST: &str = "sha256:701b50c233765379725136673b7d7f955ed8a6f5c9ee8b845dde721dec0a8dc8";
-
-struct TestResolver;
-
-impl ImageResolver for TestResolver {
-    fn resolve(&self, reference: &str, _: &pb::Platform) -> Result<ResolvedImage, String> {
-        let name = reference.split(':').take(2).collect::<Vec<_>>().join(":");
-        if name != "localhost:5000/busybox" && reference != "localhost:5000/busybox:latest" {
-            return Err(format!("no such image in the test registry: {reference}"));
-        }
-        let path = manifest_dir().join("tests/data/base-image.json");
-        let config = serde_json::from_slice(&std::fs::read(path).map_err(|e| e.to_string())?)
-            .map_err(|e| e.to_string())?;
-        Ok(ResolvedImage {
-            reference: "localhost:5000/busybox:latest".into(),
-            digest: BASE_DIGEST.into(),
-            config,
-        })
-    }
-}
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use std::path::PathBuf;
 
 fn case_dir(prefix: &str) -> PathBuf {
     let root = manifest_dir().join("../../conformance/kiln-cases");
@@ -47,97 +25,9 @@ fn case_dir(prefix: &str) -> PathBuf {
     dirs.pop().unwrap_or_else(|| panic!("no case {prefix}"))
 }
 
-fn decode_ops(def: &pb::Definition) -> Vec<pb::Op> {
-    def.def
-        .iter()
-        .map(|b| pb::Op::decode(b.as_slice()).expect("op decodes"))
-        .collect()
-}
-
-fn local_unique(ops: &[pb::Op]) -> Option<String> {
-    ops.iter().find_map(|op| match &op.op {
-        Some(pb::op::Op::Source(s)) if s.identifier.starts_with("local://") => {
-            s.attrs.get("local.unique").cloned()
-        }
-        _ => None,
-    })
-}
-
-/// `--opt target=X` and `--opt build-arg:K=V` from a case's `args` file.
-fn case_args(dir: &Path) -> (Option<String>, BTreeMap<String, String>) {
-    let text = std::fs::read_to_string(dir.join("args")).unwrap_or_default();
-    let words: Vec<&str> = text.split_whitespace().collect();
-    let (mut target, mut args) = (None, BTreeMap::new());
-    for w in words.windows(2) {
-        if w[0] != "--opt" {
-            continue;
-        }
-        if let Some(t) = w[1].strip_prefix("target=") {
-            target = Some(t.to_string());
-        } else if let Some(kv) = w[1].strip_prefix("build-arg:")
-            && let Some((k, v)) = kv.split_once('=')
-        {
-            args.insert(k.to_string(), v.to_string());
-        }
-    }
-    (target, args)
-}
-
-fn ignore_patterns(dir: &Path) -> Vec<String> {
-    std::fs::read_to_string(dir.join("ctx/.dockerignore"))
-        .unwrap_or_default()
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .map(String::from)
-        .collect()
-}
-
 /// LLB: as dockerfile2llb made llb.pb, without build args or .dockerignore.
 fn check_llb(prefix: &str) {
-    let dir = case_dir(prefix);
-    let want_def =
-        pb::Definition::decode(std::fs::read(dir.join("llb.pb")).unwrap().as_slice()).unwrap();
-    let want = decode_ops(&want_def);
-    let (target, _) = case_args(&dir);
-    // llb.pb was written by BuildKit's dockerfile2llb with no SourceMap: no file name.
-    let opts = ConvertOptions {
-        target,
-        local_unique: local_unique(&want),
-        source_map_filename: String::new(),
-        ..ConvertOptions::default()
-    };
-    let dockerfile = std::fs::read(dir.join("Dockerfile")).unwrap();
-    let got_def = dockerfile_to_llb(&dockerfile, &opts, &TestResolver)
-        .unwrap_or_else(|e| panic!("{prefix}: {e}"))
-        .definition;
-    let got = decode_ops(&got_def);
-    for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-        assert_eq!(
-            kiln_llb::op_digest(g),
-            kiln_llb::op_digest(w),
-            "{prefix}: op {i} differs\n got: {g:#?}\nwant: {w:#?}"
-        );
-    }
-    assert_eq!(got.len(), want.len(), "{prefix}: number of ops");
-    for (d, w) in &want_def.metadata {
-        let g = got_def
-            .metadata
-            .get(d)
-            .unwrap_or_else(|| panic!("{prefix}: no metadata for {d}"));
-        assert_eq!(g.description, w.description, "{prefix}: description of {d}");
-        assert_eq!(g.caps, w.caps, "{prefix}: caps of {d}");
-    }
-    let (g, w) = (got_def.source.unwrap(), want_def.source.unwrap());
-    assert_eq!(g.infos, w.infos, "{prefix}: source infos");
-    for (d, wl) in &w.locations {
-        assert_eq!(g.locations.get(d), Some(wl), "{prefix}: locations of {d}");
-    }
-    assert_eq!(
-        g.locations.len(),
-        w.locations.len(),
-        "{prefix}: located ops"
-    );
+    check_llb_of(&case_dir(prefix), prefix);
 }
 
 /// The source map of a real build (a file name given): the ops of llb.pb, each from an

@@ -1,15 +1,18 @@
 //! Shared helpers for the `kiln` integration tests: the binary, a registry per test binary,
-//! fresh stores, build projects, commands with timeouts, and leftover checks (mounts, runc
-//! containers, temp files).
+//! fresh stores, build projects, commands with timeouts, leftover checks (mounts, runc
+//! containers, temp files), and building conformance cases (cases.rs).
 //!
 //! These tests need root, runc, Debian's docker-registry, skopeo, umoci, python3 and openssl.
 
 #![allow(dead_code)]
 
 mod auth;
+mod cases;
 
 #[allow(unused_imports)] // not every test binary uses them
 pub use auth::*;
+#[allow(unused_imports)]
+pub use cases::*;
 use kiln_testkit::Registry;
 use serde_json::Value;
 use std::io::Read;
