@@ -9,10 +9,16 @@ use std::path::{Path, PathBuf};
 const CACHE: TableDefinition<&str, &[u8]> = TableDefinition::new("cache");
 /// Layer (snapshot) id -> what is known about the layer (its blobs once computed).
 const LAYERS: TableDefinition<&str, &[u8]> = TableDefinition::new("layers");
+/// Local source identity -> its last transfer (layer, manifest digest); see kiln-worker's store.
+const LOCALS: TableDefinition<&str, &[u8]> = TableDefinition::new("locals");
+/// (layers, path, options) -> content checksum: a layer never changes, so neither does this.
+const CHECKSUMS: TableDefinition<&str, &[u8]> = TableDefinition::new("checksums");
 /// Schema version and counters.
 const INFO: TableDefinition<&str, &[u8]> = TableDefinition::new("info");
 
-/// The schema this build writes; a store from a newer Kiln is refused, not rewritten.
+/// The schema this build writes; a store from a newer Kiln is refused, not rewritten. Tables
+/// added later (`locals`, `checksums`) are created on first write: a store without them reads
+/// them as empty, and a Kiln that does not know them leaves them alone.
 pub const SCHEMA_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +47,8 @@ pub struct MetaDb {
 pub enum Table {
     Cache,
     Layers,
+    Locals,
+    Checksums,
 }
 
 impl Table {
@@ -48,6 +56,8 @@ impl Table {
         match self {
             Table::Cache => CACHE,
             Table::Layers => LAYERS,
+            Table::Locals => LOCALS,
+            Table::Checksums => CHECKSUMS,
         }
     }
 }
@@ -107,6 +117,8 @@ impl MetaDb {
             }
             tx.open_table(CACHE).map_err(|e| self.err(e))?;
             tx.open_table(LAYERS).map_err(|e| self.err(e))?;
+            tx.open_table(LOCALS).map_err(|e| self.err(e))?;
+            tx.open_table(CHECKSUMS).map_err(|e| self.err(e))?;
         }
         tx.commit().map_err(|e| self.err(e))
     }
@@ -128,7 +140,11 @@ impl MetaDb {
 
     pub fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+        let t = match tx.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
         Ok(t.get(key)
             .map_err(|e| self.err(e))?
             .map(|v| v.value().to_vec()))
@@ -162,10 +178,75 @@ impl MetaDb {
     /// Every record of a table (for start-up checks, du and GC).
     pub fn entries(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
-        let t = tx.open_table(table.def()).map_err(|e| self.err(e))?;
+        let t = match tx.open_table(table.def()) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
         let mut out = Vec::new();
         for item in t.iter().map_err(|e| self.err(e))? {
             let (k, v) = item.map_err(|e| self.err(e))?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Runs `f` in one write transaction and commits it if `f` succeeds: every write lands, or
+    /// none. Reads inside see the transaction's own writes.
+    pub fn update<T, E: From<MetaError>>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self.db.begin_write().map_err(|e| self.err(e))?;
+        let value = f(&Tx { tx: &tx, db: self })?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(value)
+    }
+}
+
+/// A write transaction of [`MetaDb::update`].
+pub struct Tx<'a> {
+    tx: &'a redb::WriteTransaction,
+    db: &'a MetaDb,
+}
+
+impl Tx<'_> {
+    pub fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, MetaError> {
+        let t = self
+            .tx
+            .open_table(table.def())
+            .map_err(|e| self.db.err(e))?;
+        Ok(t.get(key)
+            .map_err(|e| self.db.err(e))?
+            .map(|v| v.value().to_vec()))
+    }
+
+    pub fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<(), MetaError> {
+        let mut t = self
+            .tx
+            .open_table(table.def())
+            .map_err(|e| self.db.err(e))?;
+        t.insert(key, value).map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    pub fn remove(&self, table: Table, key: &str) -> Result<(), MetaError> {
+        let mut t = self
+            .tx
+            .open_table(table.def())
+            .map_err(|e| self.db.err(e))?;
+        t.remove(key).map_err(|e| self.db.err(e))?;
+        Ok(())
+    }
+
+    pub fn entries(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, MetaError> {
+        let t = self
+            .tx
+            .open_table(table.def())
+            .map_err(|e| self.db.err(e))?;
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.db.err(e))? {
+            let (k, v) = item.map_err(|e| self.db.err(e))?;
             out.push((k.value().to_string(), v.value().to_vec()));
         }
         Ok(out)
@@ -193,5 +274,58 @@ mod tests {
         assert_eq!(db.entries(Table::Layers).unwrap().len(), 1);
         db.remove(Table::Cache, &["k".into()]).unwrap();
         assert!(db.get(Table::Cache, "k").unwrap().is_none());
+    }
+
+    #[test]
+    fn update_is_all_or_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = MetaDb::open(&dir.path().join("meta.redb")).unwrap();
+        db.put(Table::Layers, "old", b"x").unwrap();
+        let failed: Result<(), MetaError> = db.update(|tx| {
+            tx.put(Table::Locals, "id", b"new")?;
+            tx.remove(Table::Layers, "old")?;
+            assert!(
+                tx.get(Table::Layers, "old")?.is_none(),
+                "reads see own writes"
+            );
+            Err(MetaError::Db {
+                path: "x".into(),
+                message: "abort".into(),
+            })
+        });
+        assert!(failed.is_err());
+        assert!(db.get(Table::Locals, "id").unwrap().is_none());
+        assert!(db.get(Table::Layers, "old").unwrap().is_some());
+        db.update(|tx| -> Result<(), MetaError> {
+            tx.put(Table::Locals, "id", b"new")?;
+            tx.remove(Table::Layers, "old")
+        })
+        .unwrap();
+        assert_eq!(db.entries(Table::Locals).unwrap().len(), 1);
+        assert!(db.get(Table::Layers, "old").unwrap().is_none());
+    }
+
+    #[test]
+    fn tables_added_later_read_as_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        // A store made before `locals` and `checksums` existed.
+        {
+            let db = Database::create(&path).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut info = tx.open_table(INFO).unwrap();
+                info.insert("schema", &SCHEMA_VERSION.to_le_bytes()[..])
+                    .unwrap();
+                tx.open_table(CACHE).unwrap();
+                tx.open_table(LAYERS).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let db = MetaDb::open(&path).unwrap();
+        assert!(db.get(Table::Locals, "x").unwrap().is_none());
+        assert!(db.entries(Table::Checksums).unwrap().is_empty());
+        db.put(Table::Checksums, "k", b"v").unwrap();
+        assert_eq!(db.entries(Table::Checksums).unwrap().len(), 1);
     }
 }

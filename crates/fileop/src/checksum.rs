@@ -17,6 +17,10 @@ use crate::pattern::{
 };
 use crate::resolve::{clean, display, resolve};
 
+/// Names the digest scheme below. Checksums are remembered by the store (per layer, path and
+/// options), so any change to what a digest covers or how it is computed must change this.
+pub const CHECKSUM_VERSION: &str = "kiln-contenthash-1";
+
 /// What to checksum besides the path itself (BuildKit's `ChecksumOpts`).
 #[derive(Debug, Clone, Default)]
 pub struct ChecksumOpts {
@@ -28,6 +32,9 @@ pub struct ChecksumOpts {
     pub include_patterns: Vec<String>,
     /// Entries matching these do not count.
     pub exclude_patterns: Vec<String>,
+    /// With patterns or a wildcard: each of these must prefix some selected path (COPY
+    /// --parents), else the path is not found.
+    pub required_paths: Vec<String>,
 }
 
 /// Digest of `path` inside `root` ("sha256:<hex>"). A missing path is
@@ -35,16 +42,41 @@ pub struct ChecksumOpts {
 /// digest of nothing.
 pub fn checksum(root: &Path, path: &str, opts: &ChecksumOpts) -> Result<String> {
     let p = clean(path);
+    let filtered =
+        opts.wildcard || !opts.include_patterns.is_empty() || !opts.exclude_patterns.is_empty();
     let filter = Filter {
         include: matcher(&opts.include_patterns)?,
         exclude: matcher(&opts.exclude_patterns)?,
+        // BuildKit follows the symlinks it selects directly under the path when filtering,
+        // where no directory header of the path's own sits above them: under the root, or a
+        // path written with a trailing slash.
+        follow_children: filtered && opts.follow_links && (p == "/" || path.ends_with('/')),
+        base: p.clone(),
+        collect: filtered && !opts.required_paths.is_empty(),
+        selected: std::cell::RefCell::new(Vec::new()),
     };
-    if !(opts.wildcard && contains_wildcards(&p)) {
+    let digest = if !(opts.wildcard && contains_wildcards(&p)) {
         let host = resolve(root, &p, opts.follow_links)?;
         let meta = lstat_or_not_found(&host, &p)?;
-        return entry_digest(root, &host, &meta, &filter);
+        entry_digest(root, &host, &meta, &filter)?
+    } else {
+        wildcard_digest(root, &p, opts, &filter)?
+    };
+    if filtered {
+        let selected = filter.selected.borrow();
+        for req in &opts.required_paths {
+            if !selected.iter().any(|s| s.starts_with(req.as_str())) {
+                return Err(FileOpError::NotFound { path: req.clone() });
+            }
+        }
     }
-    let matches = match resolve_wildcards(root, &p, opts.follow_links) {
+    Ok(digest)
+}
+
+/// The digest of what a wildcard path matches: one match is its own digest when its name is
+/// the pattern's, otherwise a digest of (match, digest) pairs.
+fn wildcard_digest(root: &Path, p: &str, opts: &ChecksumOpts, filter: &Filter) -> Result<String> {
+    let matches = match resolve_wildcards(root, p, opts.follow_links) {
         Ok(m) => m,
         Err(e) if e.is_not_found() => Vec::new(),
         Err(e) => return Err(e),
@@ -53,10 +85,13 @@ pub fn checksum(root: &Path, path: &str, opts: &ChecksumOpts) -> Result<String> 
     for m in &matches {
         let host = resolve(root, m, opts.follow_links)?;
         let meta = lstat_or_not_found(&host, m)?;
-        digests.push((m.clone(), entry_digest(root, &host, &meta, &filter)?));
+        if filter.collect {
+            filter.selected.borrow_mut().push(m.clone());
+        }
+        digests.push((m.clone(), entry_digest(root, &host, &meta, filter)?));
     }
     let base = |s: &str| s.rsplit('/').next().unwrap_or("").to_string();
-    if digests.len() == 1 && base(&digests[0].0) == base(&p) {
+    if digests.len() == 1 && base(&digests[0].0) == base(p) {
         return Ok(digests.remove(0).1);
     }
     let mut h = Sha256::new();
@@ -88,6 +123,28 @@ fn libc_enotdir() -> i32 {
 struct Filter {
     include: Option<PatternMatcher>,
     exclude: Option<PatternMatcher>,
+    /// Follow selected symlinks directly under the path: a dangling one is not found.
+    follow_children: bool,
+    /// The checksummed path, for naming selected entries root-relative.
+    base: String,
+    /// Whether `selected` is kept (only required paths need it).
+    collect: bool,
+    /// Root-relative paths of the selected entries (and the directories above them).
+    selected: std::cell::RefCell<Vec<String>>,
+}
+
+impl Filter {
+    fn select(&self, rel: &str) {
+        if !self.collect {
+            return;
+        }
+        let full = if self.base == "/" {
+            format!("/{rel}")
+        } else {
+            format!("{}/{rel}", self.base)
+        };
+        self.selected.borrow_mut().push(full);
+    }
 }
 
 /// Digest of one entry and, for a directory, everything selected below it.
@@ -165,9 +222,20 @@ fn walk(
         if included {
             for p in pending.iter_mut().filter(|p| !p.done) {
                 record(h, root, &p.host, &p.rel, &p.meta)?;
+                filter.select(&p.rel);
                 p.done = true;
             }
             record(h, root, &host, &crel, &meta)?;
+            filter.select(&crel);
+            if filter.follow_children && rel.is_empty() && meta.file_type().is_symlink() {
+                let shown = if filter.base == "/" {
+                    format!("/{crel}")
+                } else {
+                    format!("{}/{crel}", filter.base)
+                };
+                let target = resolve(root, &shown, true)?;
+                lstat_or_not_found(&target, &shown)?;
+            }
         }
         if meta.is_dir() {
             let exceptions = filter.exclude.as_ref().is_some_and(|e| e.exclusions());

@@ -38,6 +38,10 @@ pub fn resolve_owner(
                 owner.gid = *id;
             }
             User::ByName(n) => {
+                // A name needs a filesystem to look it up in (a `--link` copy has none).
+                if n.input < 0 {
+                    return Err(invalid_index(n.input));
+                }
                 if let Some(root) = root_of(n.input)? {
                     // A user name picks the primary group from its passwd line.
                     if let Some(f) = lookup(&root, "/etc/passwd", &n.name, 2)? {
@@ -52,6 +56,9 @@ pub fn resolve_owner(
         match g {
             User::ById(id) => owner.gid = *id,
             User::ByName(n) => {
+                if n.input < 0 {
+                    return Err(invalid_index(n.input));
+                }
                 if let Some(root) = root_of(n.input)?
                     && let Some(f) = lookup(&root, "/etc/group", &n.name, 2)?
                 {
@@ -61,6 +68,11 @@ pub fn resolve_owner(
         }
     }
     Ok(Some(owner))
+}
+
+/// BuildKit's error for a named owner with no input to read it from.
+fn invalid_index(input: i64) -> FileOpError {
+    FileOpError::InvalidOp(format!("invalid user index: {input}"))
 }
 
 fn field(fields: &[String], i: usize) -> u32 {

@@ -2,17 +2,19 @@
 //! snapshot dir the way BuildKit's client sends it over filesync. Owners
 //! become 0:0, modes, times, xattrs, symlink targets and hard links are kept,
 //! symlinks are never followed, and only files, dirs and symlinks travel.
+//!
+//! The walk (what is sent, in which order) is separate from what is done with
+//! each entry ([`Sink`]): [`sync_context`] copies everything, and
+//! `crate::transfer` compares against or reuses a previous transfer.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::fs::{self, Metadata};
 use std::io;
+use std::ops::ControlFlow;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, lchown, symlink};
 use std::path::{Path, PathBuf};
 
-use crate::checksum::{ChecksumOpts, checksum};
 use crate::error::{FileOpError, Result};
-use crate::fsops::{Time, chmod, set_times};
 use crate::pattern::{MatchInfo, PatternMatcher, contains_wildcards, glob_match};
 
 /// `.dockerignore` as a predicate: (relative path, is_dir) -> excluded.
@@ -38,6 +40,7 @@ pub struct ContextFilter {
 /// What a sync transferred.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncStats {
+    /// Files sent (copied, linked to an earlier file of the same inode, or reused).
     pub files: u64,
     pub dirs: u64,
     pub symlinks: u64,
@@ -45,12 +48,36 @@ pub struct SyncStats {
     pub bytes: u64,
     /// Entries left out by the filters, plus sockets and devices.
     pub skipped: u64,
-    /// `checksum(dest, "/")` of the result.
-    pub checksum: String,
+    /// Files hard-linked from the previous transfer's layer instead of copied.
+    pub reused: u64,
 }
 
 /// Copies `src` into the empty directory `dest`.
 pub fn sync_context(src: &Path, dest: &Path, filter: &ContextFilter) -> Result<SyncStats> {
+    crate::transfer::copy_context(src, dest, filter, None, None).map(|(stats, _)| stats)
+}
+
+/// What the walk does with each entry it sends.
+pub(crate) trait Sink {
+    /// A directory that is sent, when it must exist: before anything in it.
+    fn dir(&mut self, src: &Path, rel: &[u8], meta: &Metadata) -> Result<Flow>;
+    /// A sent directory once everything in it was sent (its times go last).
+    fn dir_done(&mut self, src: &Path, rel: &[u8], meta: &Metadata) -> Result<()>;
+    /// A file or symlink that is sent.
+    fn leaf(&mut self, src: &Path, rel: &[u8], meta: &Metadata) -> Result<Flow>;
+}
+
+/// `Break` stops the walk (a sink that has seen enough).
+pub(crate) type Flow = ControlFlow<()>;
+
+/// `/rel` as errors show a path.
+pub(crate) fn shown(rel: &[u8]) -> String {
+    format!("/{}", String::from_utf8_lossy(rel))
+}
+
+/// Walks `src` as the client sends it, calling `sink` for every entry that is sent, in send
+/// order. Returns how many entries the filters left out (plus sockets and devices).
+pub(crate) fn walk(src: &Path, filter: &ContextFilter, sink: &mut dyn Sink) -> Result<u64> {
     let mut includes = filter.include_patterns.clone();
     if !filter.follow_paths.is_empty()
         && let Some(targets) = follow_links(src, &filter.follow_paths)?
@@ -73,125 +100,128 @@ pub fn sync_context(src: &Path, dest: &Path, filter: &ContextFilter) -> Result<S
             })
             .collect()
     });
-    let mut s = Syncer {
-        src,
-        dest,
+    let mut w = Walker {
         filter,
         include,
         prefixes,
-        links: HashMap::new(),
         pending: Vec::new(),
-        stats: SyncStats::default(),
+        skipped: 0,
+        sink,
     };
-    s.dir(src, dest, "", &MatchInfo::default())?;
-    s.stats.checksum = checksum(dest, "/", &ChecksumOpts::default())?;
-    Ok(s.stats)
+    // A sink that stopped the walk has seen what it needed.
+    let _ = w.dir(src, b"", "", &MatchInfo::default())?;
+    Ok(w.skipped)
 }
 
 struct PendingDir {
     src: PathBuf,
-    dst: PathBuf,
+    rel: Vec<u8>,
     meta: Metadata,
     created: bool,
 }
 
-struct Syncer<'a> {
-    src: &'a Path,
-    dest: &'a Path,
+struct Walker<'a> {
     filter: &'a ContextFilter,
     include: Option<PatternMatcher>,
     prefixes: Option<Vec<String>>,
-    links: HashMap<(u64, u64), PathBuf>,
     /// Directories on the current path, created once something in them is sent.
     pending: Vec<PendingDir>,
-    stats: SyncStats,
+    skipped: u64,
+    sink: &'a mut dyn Sink,
 }
 
-impl Syncer<'_> {
-    fn err(&self, op: &'static str, p: &Path, e: io::Error) -> FileOpError {
-        let shown = p
-            .strip_prefix(self.src)
-            .or_else(|_| p.strip_prefix(self.dest))
-            .map(|r| format!("/{}", r.to_string_lossy()))
-            .unwrap_or_else(|_| p.to_string_lossy().into_owned());
-        FileOpError::io(op, shown, e)
-    }
-
-    fn dir(&mut self, src: &Path, dst: &Path, rel: &str, pinc: &MatchInfo) -> Result<()> {
+impl Walker<'_> {
+    fn dir(&mut self, src: &Path, rel: &[u8], rel_str: &str, pinc: &MatchInfo) -> Result<Flow> {
+        let read_err = |e| FileOpError::io("read", shown(rel), e);
         let mut names: Vec<_> = fs::read_dir(src)
-            .map_err(|e| self.err("read", src, e))?
+            .map_err(read_err)?
             .map(|e| e.map(|e| e.file_name()))
             .collect::<io::Result<_>>()
-            .map_err(|e| self.err("read", src, e))?;
+            .map_err(read_err)?;
         names.sort();
         for name in names {
             let s = src.join(&name);
-            let d = dst.join(&name);
             let n = String::from_utf8_lossy(name.as_bytes());
-            let crel = if rel.is_empty() {
-                n.into_owned()
+            let (crel_str, crel) = if rel.is_empty() {
+                (n.into_owned(), name.as_bytes().to_vec())
             } else {
-                format!("{rel}/{n}")
+                let mut b = Vec::with_capacity(rel.len() + 1 + name.len());
+                b.extend_from_slice(rel);
+                b.push(b'/');
+                b.extend_from_slice(name.as_bytes());
+                (format!("{rel_str}/{n}"), b)
             };
-            let meta = fs::symlink_metadata(&s).map_err(|e| self.err("lstat", &s, e))?;
+            let meta =
+                fs::symlink_metadata(&s).map_err(|e| FileOpError::io("lstat", shown(&crel), e))?;
             let ft = meta.file_type();
             if !(ft.is_dir() || ft.is_file() || ft.is_symlink()) {
-                self.stats.skipped += 1;
+                self.skipped += 1;
                 continue;
             }
             let mut send = true;
             let mut inc = MatchInfo::default();
             if let Some(m) = &self.include {
-                let (hit, info) = m.matches_with_parent(&crel, pinc);
+                let (hit, info) = m.matches_with_parent(&crel_str, pinc);
                 inc = info;
                 if !hit {
-                    if ft.is_dir() && !self.prefix_reaches(&crel) {
-                        self.stats.skipped += 1;
+                    if ft.is_dir() && !self.prefix_reaches(&crel_str) {
+                        self.skipped += 1;
                         continue;
                     }
                     send = false;
                 }
             }
             if let Some(ex) = &self.filter.exclude
-                && ex(&crel, ft.is_dir())
+                && ex(&crel_str, ft.is_dir())
             {
-                let skip_dir = self.filter.may_skip_dir.as_ref().is_some_and(|f| f(&crel));
+                let skip_dir = self
+                    .filter
+                    .may_skip_dir
+                    .as_ref()
+                    .is_some_and(|f| f(&crel_str));
                 if !ft.is_dir() || skip_dir {
-                    self.stats.skipped += 1;
+                    self.skipped += 1;
                     continue;
                 }
                 send = false;
             }
             if !send && !ft.is_dir() {
-                self.stats.skipped += 1;
+                self.skipped += 1;
                 continue;
             }
-            if send {
-                self.create_pending()?;
+            if send && self.create_pending()?.is_break() {
+                return Ok(Flow::Break(()));
             }
             if ft.is_dir() {
                 self.pending.push(PendingDir {
                     src: s.clone(),
-                    dst: d.clone(),
+                    rel: crel.clone(),
                     meta,
                     created: false,
                 });
-                if send {
-                    self.create_pending()?;
-                }
-                let r = self.dir(&s, &d, &crel, &inc);
+                let r = if send {
+                    self.create_pending()
+                } else {
+                    Ok(Flow::Continue(()))
+                };
+                let r = match r {
+                    Ok(Flow::Continue(())) => self.dir(&s, &crel, &crel_str, &inc),
+                    other => other,
+                };
                 let p = self.pending.pop();
-                r?;
+                if r?.is_break() {
+                    return Ok(Flow::Break(()));
+                }
                 match p {
                     // Times last: adding children changed the dir's mtime.
-                    Some(p) if p.created => self.times(&p.dst, &p.meta)?,
-                    _ => self.stats.skipped += 1,
+                    Some(p) if p.created => self.sink.dir_done(&p.src, &p.rel, &p.meta)?,
+                    _ => self.skipped += 1,
                 }
-            } else {
-                self.entry(&s, &d, &meta)?;
+            } else if self.sink.leaf(&s, &crel, &meta)?.is_break() {
+                return Ok(Flow::Break(()));
             }
         }
-        Ok(())
+        Ok(Flow::Continue(()))
     }
 
     /// With prefix-only includes, whether any pattern lies below `rel`.
@@ -205,78 +235,14 @@ impl Syncer<'_> {
         }
     }
 
-    fn create_pending(&mut self) -> Result<()> {
-        for i in 0..self.pending.len() {
-            if self.pending[i].created {
-                continue;
+    fn create_pending(&mut self) -> Result<Flow> {
+        for p in self.pending.iter_mut().filter(|p| !p.created) {
+            p.created = true;
+            if self.sink.dir(&p.src, &p.rel, &p.meta)?.is_break() {
+                return Ok(Flow::Break(()));
             }
-            let (dst, mode) = (self.pending[i].dst.clone(), self.pending[i].meta.mode());
-            fs::create_dir(&dst).map_err(|e| self.err("mkdir", &dst, e))?;
-            lchown(&dst, Some(0), Some(0)).map_err(|e| self.err("chown", &dst, e))?;
-            chmod(&dst, mode).map_err(|e| self.err("chmod", &dst, e))?;
-            let src = self.pending[i].src.clone();
-            copy_xattrs(&src, &dst);
-            self.pending[i].created = true;
-            self.stats.dirs += 1;
         }
-        Ok(())
-    }
-
-    fn entry(&mut self, s: &Path, d: &Path, meta: &Metadata) -> Result<()> {
-        if meta.file_type().is_symlink() {
-            let t = fs::read_link(s).map_err(|e| self.err("read link", s, e))?;
-            symlink(&t, d).map_err(|e| self.err("symlink", d, e))?;
-            self.stats.symlinks += 1;
-        } else {
-            let key = (meta.dev(), meta.ino());
-            if meta.nlink() > 1
-                && let Some(first) = self.links.get(&key)
-            {
-                fs::hard_link(first, d).map_err(|e| self.err("hard link", d, e))?;
-                self.stats.files += 1;
-                return Ok(());
-            }
-            let mut from = fs::File::open(s).map_err(|e| self.err("open", s, e))?;
-            let mut to = fs::File::create(d).map_err(|e| self.err("create", d, e))?;
-            self.stats.bytes += io::copy(&mut from, &mut to).map_err(|e| self.err("copy", d, e))?;
-            // chown before chmod: chown clears setuid/setgid.
-            lchown(d, Some(0), Some(0)).map_err(|e| self.err("chown", d, e))?;
-            chmod(d, meta.mode()).map_err(|e| self.err("chmod", d, e))?;
-            if meta.nlink() > 1 {
-                self.links.insert(key, d.to_path_buf());
-            }
-            self.stats.files += 1;
-        }
-        if meta.file_type().is_symlink() {
-            lchown(d, Some(0), Some(0)).map_err(|e| self.err("chown", d, e))?;
-        }
-        copy_xattrs(s, d);
-        self.times(d, meta)
-    }
-
-    fn times(&self, d: &Path, meta: &Metadata) -> Result<()> {
-        let at = Time {
-            sec: meta.atime(),
-            nsec: meta.atime_nsec(),
-        };
-        let mt = Time {
-            sec: meta.mtime(),
-            nsec: meta.mtime_nsec(),
-        };
-        set_times(d, at, mt).map_err(|e| self.err("set times of", d, e))
-    }
-}
-
-fn copy_xattrs(src: &Path, dst: &Path) {
-    let Ok(names) = xattr::list(src) else { return };
-    for name in names {
-        // fsutil drops macOS metadata; the rest travels.
-        if name.as_bytes().starts_with(b"com.apple.") {
-            continue;
-        }
-        if let Ok(Some(v)) = xattr::get(src, &name) {
-            let _ = xattr::set(dst, &name, &v);
-        }
+        Ok(Flow::Continue(()))
     }
 }
 

@@ -3,7 +3,13 @@
 //! Invariant: a cache record names only layers whose directory exists and whose layer record is
 //! committed in the same or an earlier transaction. Layer directories are created before their
 //! records; a directory without a record is a leftover of an interrupted step and is removed
-//! when the store opens (the store lock guarantees no other process is using it then).
+//! when the store opens (the store lock guarantees no other process is using it then). The same
+//! holds for local source records and remembered checksums (`store/locals.rs`): they name only
+//! recorded layers, and a layer record is removed in the transaction that drops what names it.
+
+mod locals;
+
+pub use locals::LocalRecord;
 
 use kiln_content::blobs::BlobStore;
 use kiln_content::lock::StoreLock;
@@ -82,6 +88,8 @@ pub struct Store {
     pub snapshots: Snapshotter,
     /// Layers made by this process and not (yet) named by a cache record.
     pending: std::sync::Mutex<HashSet<String>>,
+    /// Local source transfers and checksums in flight (`store/locals.rs`).
+    memory: locals::Memory,
     _lock: StoreLock,
 }
 
@@ -106,6 +114,7 @@ impl Store {
             blobs,
             snapshots,
             pending: Default::default(),
+            memory: Default::default(),
             _lock: lock,
         };
         store.recover()?;
@@ -174,7 +183,7 @@ impl Store {
         if !stale.is_empty() {
             self.meta.remove(Table::Cache, &stale)?;
         }
-        Ok(())
+        self.recover_locals(&recorded)
     }
 
     /// Allocates a layer directory. It stays unrecorded until a cache record names it.
@@ -235,10 +244,16 @@ impl Store {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Removes the layers this process made that no cache record names: what a failed or
-    /// cancelled build, or an uncached source, leaves. Call it when no build is running (the
-    /// daemon will need per-build leases instead).
+    /// Removes the layers this process made that no cache record names (what a failed or
+    /// cancelled build, or an uncached source, leaves) and the layers that local source
+    /// transfers replaced, and writes the checksums the build computed. Call it when no build
+    /// is running (the daemon will need per-build leases instead).
     pub fn discard_pending(&self) {
+        self.discard_unrecorded();
+        self.after_build();
+    }
+
+    fn discard_unrecorded(&self) {
         let ids: Vec<String> = self.pending_layers().drain().collect();
         for id in ids {
             if let Ok(dir) = self.snapshots.layer_dir(&id)

@@ -172,3 +172,55 @@ fn include_and_exclude_patterns() {
     fs::write(r.join("app/src/main.rs"), "changed").unwrap();
     assert_ne!(i1, checksum(r, "/app", &inc).unwrap(), "included file");
 }
+
+/// With patterns, BuildKit follows the symlinks it selects directly under the root (or a path
+/// written with a trailing slash): a dangling one is not found. Deeper ones, and the same tree
+/// without patterns, are fine.
+#[test]
+fn filtered_checksums_follow_top_level_symlinks() {
+    let t = tree();
+    let r = t.path();
+    symlink("nowhere", r.join("dangling")).unwrap();
+    symlink("nowhere", r.join("app/deep-dangling")).unwrap();
+    let mut ex = opts(&[], &["*.md"]);
+    ex.follow_links = true;
+    match checksum(r, "/", &ex) {
+        Err(FileOpError::NotFound { path }) => assert_eq!(path, "/dangling"),
+        other => panic!("expected not found, got {other:?}"),
+    }
+    checksum(r, "/", &opts(&[], &[])).unwrap();
+    let plain = ChecksumOpts {
+        follow_links: true,
+        ..ChecksumOpts::default()
+    };
+    checksum(r, "/", &plain).unwrap();
+    // Under a subdirectory named without a trailing slash, its own header sits above.
+    let sub = ex.clone();
+    checksum(r, "/app", &sub).unwrap();
+    assert!(matches!(
+        checksum(r, "/app/", &sub),
+        Err(FileOpError::NotFound { path }) if path == "/app/deep-dangling"
+    ));
+}
+
+/// COPY --parents: each required path must prefix a selected entry; an include pattern that
+/// selects nothing (`""`, from `COPY --parents ./`) makes "/" not found, as in BuildKit.
+#[test]
+fn required_paths_must_be_selected() {
+    let t = tree();
+    let r = t.path();
+    let mut o = opts(&["app/src/**"], &[]);
+    o.required_paths = vec!["/app/src".into()];
+    checksum(r, "/", &o).unwrap();
+    o.required_paths = vec!["/other.txt".into()];
+    assert!(matches!(
+        checksum(r, "/", &o),
+        Err(FileOpError::NotFound { path }) if path == "/other.txt"
+    ));
+    let mut nothing = opts(&[""], &[]);
+    nothing.required_paths = vec!["/".into()];
+    assert!(matches!(
+        checksum(r, "/", &nothing),
+        Err(FileOpError::NotFound { path }) if path == "/"
+    ));
+}

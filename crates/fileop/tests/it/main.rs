@@ -4,5 +4,6 @@
 mod checksum;
 mod conformance;
 mod context;
+mod incremental;
 mod ops;
 mod unpack;

@@ -38,6 +38,7 @@ impl FileOperation {
                         wildcard: c.allow_wildcard,
                         include_patterns: c.include_patterns.clone(),
                         exclude_patterns: c.exclude_patterns.clone(),
+                        required_paths: c.required_paths.clone(),
                     },
                 )),
                 _ => None,
@@ -45,11 +46,25 @@ impl FileOperation {
             .collect();
         let store = self.worker.store.clone();
         let sums = tokio::task::spawn_blocking(move || -> Result<String, String> {
-            let view = read_only(&store, &r)?;
+            // Layers never change, so a checksum once computed on this stack is remembered;
+            // the stack is mounted only when one is not.
+            let mut view = None;
             let mut all = String::new();
             for (path, opts) in &selectors {
-                let sum =
-                    kiln_fileop::checksum(&view.path, path, opts).map_err(|e| e.to_string())?;
+                let memo = memo_opts(opts);
+                let sum = match store.checksum_memo(&r.layers, path, &memo) {
+                    Some(sum) => sum,
+                    None => {
+                        let v = match &view {
+                            Some(v) => v,
+                            None => view.insert(read_only(&store, &r)?),
+                        };
+                        let sum = kiln_fileop::checksum(&v.path, path, opts)
+                            .map_err(|e| e.to_string())?;
+                        store.remember_checksum(&r.layers, path, &memo, &sum);
+                        sum
+                    }
+                };
                 all.push_str(&format!("{path}={sum};"));
             }
             Ok(all)
@@ -89,6 +104,26 @@ impl FileOperation {
         }
         (0..n).map(|i| as_source[i] && !as_base[i]).collect()
     }
+}
+
+/// Checksum options as the remembered checksum's key spells them (every field: a new one
+/// fails to compile here until it is part of the key).
+fn memo_opts(o: &ChecksumOpts) -> String {
+    let ChecksumOpts {
+        follow_links,
+        wildcard,
+        include_patterns,
+        exclude_patterns,
+        required_paths,
+    } = o;
+    serde_json::json!([
+        follow_links,
+        wildcard,
+        include_patterns,
+        exclude_patterns,
+        required_paths
+    ])
+    .to_string()
 }
 
 fn owners(a: &pb::FileAction) -> Option<&pb::ChownOpt> {

@@ -1,7 +1,7 @@
 //! SourceOp: images from registries and the client's local directories (OCI layouts are in
 //! `oci_layout.rs`).
 
-use crate::store::{LayerBlob, LayerRecord, Ref, Store};
+use crate::store::{LayerBlob, LayerRecord, LocalRecord, Ref, Store};
 use crate::{LocalDir, Worker};
 use async_trait::async_trait;
 use kiln_proto::pb;
@@ -59,21 +59,46 @@ impl Operation<Ref> for ImageSource {
             .await?;
         let config: kiln_oci::Image = serde_json::from_slice(&resolved.config)
             .map_err(|e| format!("image config of {}: {e}", self.reference))?;
-        let mut layers = Vec::new();
-        for (i, desc) in resolved.layers.iter().enumerate() {
-            let diff_id = config.rootfs.diff_ids.get(i).cloned().ok_or_else(|| {
-                format!(
-                    "image {}: config lists fewer diff_ids than the manifest has layers",
-                    self.reference
-                )
-            })?;
-            layers.push(self.layer(&reference, desc, &diff_id, ctx).await?);
+        if config.rootfs.diff_ids.len() < resolved.layers.len() {
+            return Err(format!(
+                "image {}: config lists fewer diff_ids than the manifest has layers",
+                self.reference
+            )
+            .into());
         }
+        // Each distinct blob once, several at a time (download and unpack overlap); the ref
+        // lists them in the manifest's order.
+        let mut unique: Vec<(kiln_registry::Descriptor, String)> = Vec::new();
+        for (desc, diff_id) in resolved.layers.iter().zip(&config.rootfs.diff_ids) {
+            if !unique.iter().any(|(d, _)| d.digest == desc.digest) {
+                unique.push((desc.clone(), diff_id.clone()));
+            }
+        }
+        let permits = tokio::sync::Semaphore::new(LAYER_CONCURRENCY);
+        let ids = futures::future::try_join_all(unique.iter().map(|(desc, diff_id)| {
+            let (permits, reference) = (&permits, &reference);
+            async move {
+                let _permit = permits.acquire().await.map_err(|e| e.to_string())?;
+                self.layer(reference, desc, diff_id, ctx).await
+            }
+        }))
+        .await?;
+        let layers = resolved
+            .layers
+            .iter()
+            .map(|desc| {
+                let i = unique.iter().position(|(d, _)| d.digest == desc.digest);
+                ids[i.unwrap_or_default()].clone()
+            })
+            .collect();
         Ok(vec![Ref {
             layers: Arc::new(layers),
         }])
     }
 }
+
+/// How many layers of one image download and unpack at once.
+const LAYER_CONCURRENCY: usize = 4;
 
 impl ImageSource {
     /// The unpacked layer for a blob, pulled and unpacked once, shared by every image using it.
@@ -171,8 +196,9 @@ fn json_list(attrs: &BTreeMap<String, String>, key: &str) -> Result<Vec<String>,
 #[async_trait]
 impl Operation<Ref> for LocalSource {
     async fn cache_key(&self, _: &Inputs<'_, Ref>) -> Result<String, OpError> {
-        // The transfer itself is cheap here and what reads it keys on content, so every build
-        // takes a fresh copy (see ARCHITECTURE.md: local sources).
+        // Never a cache hit: whatever reads the context keys on the content it reads (COPY's
+        // checksums), so a changed context is a changed key there. The transfer itself is
+        // incremental (see `execute`).
         Ok(format!(
             "local:{}:{:016x}",
             self.name,
@@ -184,7 +210,7 @@ impl Operation<Ref> for LocalSource {
         false
     }
 
-    async fn execute(&self, _: &Inputs<'_, Ref>, _: &ExecContext) -> Result<Vec<Ref>, OpError> {
+    async fn execute(&self, _: &Inputs<'_, Ref>, ctx: &ExecContext) -> Result<Vec<Ref>, OpError> {
         let dir = self.dir.clone().ok_or_else(|| {
             format!(
                 "no local directory named {:?} was given (use --local {}=DIR)",
@@ -195,16 +221,111 @@ impl Operation<Ref> for LocalSource {
         let includes = json_list(&self.attrs, "local.includepatterns")?;
         let follow = json_list(&self.attrs, "local.followpaths")?;
         let store: Arc<Store> = self.worker.store.clone();
-        let r = tokio::task::spawn_blocking(move || -> Result<Ref, OpError> {
-            let layer = store.new_layer()?;
+        let name = self.name.clone();
+        let (r, message) = tokio::task::spawn_blocking(move || -> Result<_, OpError> {
+            let id = LocalIdentity::new(&name, &dir.path, &excludes, &includes, &follow);
             let filter = crate::context::filter(&excludes, &includes, follow)?;
-            kiln_fileop::sync_context(&dir.path, &layer.dir, &filter)?;
-            store.finish_layer(&layer);
-            Ok(Ref::scratch().with_layer(&layer.id))
+            transfer(&store, &name, &dir.path, &id, &filter)
         })
         .await??;
+        ctx.progress
+            .send(&ctx.vertex, "", EventKind::Info { message });
         Ok(vec![r])
     }
+}
+
+/// Who a local source is across builds: its name, the client directory and the filters.
+/// `origin` leaves the filters out: transfers of the same directory with other filters may
+/// share unchanged files.
+struct LocalIdentity {
+    origin: String,
+    key: String,
+}
+
+impl LocalIdentity {
+    fn new(
+        name: &str,
+        dir: &std::path::Path,
+        excludes: &[String],
+        includes: &[String],
+        follow: &[String],
+    ) -> Self {
+        use sha2::{Digest, Sha256};
+        use std::os::unix::ffi::OsStrExt;
+        // A directory that does not resolve fails in the transfer, as it always did.
+        let dir = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+        let mut h = Sha256::new();
+        h.update(b"kiln-local-1\0");
+        h.update(name.as_bytes());
+        h.update(b"\0");
+        h.update(dir.as_os_str().as_bytes());
+        let origin = hex::encode(h.finalize());
+        let filters = serde_json::to_vec(&(excludes, includes, follow)).expect("lists serialise");
+        let mut h = Sha256::new();
+        h.update(origin.as_bytes());
+        h.update(b"\0");
+        h.update(&filters);
+        LocalIdentity {
+            origin,
+            key: hex::encode(h.finalize()),
+        }
+    }
+}
+
+/// Transfers a client directory into a layer, reusing the previous transfer of the identity:
+/// the same layer when nothing changed, else a new layer whose unchanged files are hard links
+/// to the previous one's. Returns the ref and a line for progress.
+fn transfer(
+    store: &Store,
+    name: &str,
+    src: &std::path::Path,
+    id: &LocalIdentity,
+    filter: &kiln_fileop::ContextFilter,
+) -> Result<(Ref, String), OpError> {
+    let lock = store.local_lock(&id.key);
+    let _held = lock.lock().unwrap_or_else(|p| p.into_inner());
+    let previous = store.local_previous(&id.key, &id.origin)?;
+    if let Some((p, true)) = &previous
+        && kiln_fileop::context_unchanged(src, filter, &store.manifest_path(&p.layer), &p.manifest)?
+    {
+        let message = format!("transferring {name}: unchanged, reusing the previous transfer");
+        return Ok((Ref::scratch().with_layer(&p.layer), message));
+    }
+    // Files are taken from the previous copy only through a manifest known to be whole.
+    let previous = previous
+        .filter(|(p, _)| kiln_fileop::manifest_valid(&store.manifest_path(&p.layer), &p.manifest));
+    let layer = store.new_layer()?;
+    let manifest = store.manifest_path(&layer.id);
+    let prev_dir = previous.as_ref().map(|(p, _)| store.layer_dir(&p.layer));
+    let prev_manifest = previous
+        .as_ref()
+        .map(|(p, _)| store.manifest_path(&p.layer));
+    let prev = prev_dir
+        .as_deref()
+        .zip(prev_manifest.as_deref())
+        .map(|(dir, manifest)| kiln_fileop::Previous { dir, manifest });
+    let (stats, digest) =
+        kiln_fileop::sync_context_incremental(src, &layer.dir, filter, prev, &manifest)?;
+    store.finish_layer(&layer);
+    let created = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    store.record_local(
+        &id.key,
+        &LocalRecord {
+            origin: id.origin.clone(),
+            layer: layer.id.clone(),
+            manifest: digest,
+            created,
+            retired: Vec::new(),
+        },
+    )?;
+    let message = format!(
+        "transferring {name}: {} bytes copied, {} of {} files unchanged",
+        stats.bytes, stats.reused, stats.files
+    );
+    Ok((Ref::scratch().with_layer(&layer.id), message))
 }
 
 /// Crash tests: `KILN_FAILPOINT=layer-apply-mid` aborts once part of a layer is unpacked.
