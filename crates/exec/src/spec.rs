@@ -173,7 +173,7 @@ pub fn build_spec(req: &ContainerRequest, user: &ResolvedUser, host: &SpecHost) 
     if let Some(seccomp) = &host.seccomp {
         linux["seccomp"] = default_profile(seccomp, &caps);
     }
-    json!({
+    let mut spec = json!({
         "ociVersion": "1.0.2-dev",
         "process": {
             "terminal": false,
@@ -190,13 +190,6 @@ pub fn build_spec(req: &ContainerRequest, user: &ResolvedUser, host: &SpecHost) 
                 "effective": caps,
                 "permitted": caps,
             },
-            // No rlimits unless asked for (`ulimit`): BuildKit drops containerd's NOFILE=1024 so
-            // the step inherits the daemon's limits.
-            "rlimits": req.rlimits.iter().map(|(name, soft, hard)| json!({
-                "type": format!("RLIMIT_{}", name.to_uppercase()),
-                "soft": soft,
-                "hard": hard,
-            })).collect::<Vec<_>>(),
             // BuildKit applies WithNewPrivileges: setuid binaries (sudo, ping) keep working.
             "noNewPrivileges": false,
         },
@@ -204,7 +197,23 @@ pub fn build_spec(req: &ContainerRequest, user: &ResolvedUser, host: &SpecHost) 
         "hostname": hostname,
         "mounts": mounts(req, &host.bundle),
         "linux": linux,
-    })
+    });
+    // No rlimits unless asked for (`ulimit`): BuildKit drops containerd's NOFILE=1024 so the
+    // step inherits the daemon's limits.
+    if !req.rlimits.is_empty() {
+        spec["process"]["rlimits"] = req
+            .rlimits
+            .iter()
+            .map(|(name, soft, hard)| {
+                json!({
+                    "type": format!("RLIMIT_{}", name.to_uppercase()),
+                    "soft": soft,
+                    "hard": hard,
+                })
+            })
+            .collect();
+    }
+    spec
 }
 
 /// The step's working directory, absolute.
@@ -483,6 +492,12 @@ mod tests {
         );
         assert_eq!(mounts[9]["options"], json!(["rbind", "ro"]));
         assert_eq!(mounts[10]["type"], "tmpfs");
+        req.rlimits = vec![("nofile".into(), 1024, 2048)];
+        let s = build_spec(&req, &user(), &h);
+        assert_eq!(
+            s["process"]["rlimits"],
+            json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": 2048}])
+        );
         assert_eq!(mounts[10]["options"], json!(["nosuid", "size=1048576"]));
     }
 }
