@@ -65,6 +65,10 @@ pub(crate) fn run_cmd(
     if c.prepend_shell {
         args = with_shell(&d.image, &args);
     }
+    // The Go client refuses to marshal an exec without arguments (`RUN []`).
+    if args.is_empty() {
+        return Err("failed to marshal LLB definition: arguments are required".into());
+    }
 
     run_mounts(d, &mounts, mount_states, ctx, &mut extras)?;
     extras.security = match r.security.as_deref() {

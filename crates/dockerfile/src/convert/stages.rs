@@ -23,6 +23,8 @@ pub(crate) struct Cmd {
     pub source: Option<usize>,
     /// The stage each `RUN --mount` reads with `from=`, by position.
     pub mount_sources: Vec<Option<usize>>,
+    /// The scratch stages BuildKit makes for mounts without `from=` (dependencies only).
+    pub scratch_stages: Vec<usize>,
     pub is_onbuild: bool,
 }
 
@@ -32,6 +34,7 @@ impl Cmd {
         self.source
             .iter()
             .chain(self.mount_sources.iter().flatten())
+            .chain(&self.scratch_stages)
             .copied()
     }
 }
@@ -501,12 +504,26 @@ fn to_command(
     }
     // RUN --mount from= names a stage or an image (by name only, unlike COPY --from).
     let mut mount_sources = Vec::new();
+    let mut scratch_stages = Vec::new();
     if let Command::Run(r) = &command {
         for value in &r.mounts {
             let m =
                 run_mount::parse_mount(value, None).map_err(|e| at(r.meta.start_line, "RUN", e))?;
             mount_sources
                 .push((!m.from.is_empty()).then(|| stage_by_name(&m.from, 0, 0, states, by_name)));
+            // BuildKit gives a mount without from= an unregistered scratch stage of its own;
+            // it reads nothing, but it counts (a single-stage file keeps its stage name).
+            if m.from.is_empty() {
+                let ds = DState {
+                    stage: Stage {
+                        base_name: "scratch".into(),
+                        ..Default::default()
+                    },
+                    unregistered: true,
+                    ..Default::default()
+                };
+                scratch_stages.push(add_state(states, by_name, ds));
+            }
         }
         if !r.devices.is_empty() {
             return Err(at(
@@ -520,6 +537,7 @@ fn to_command(
         command,
         source,
         mount_sources,
+        scratch_stages,
         is_onbuild: false,
     })
 }
@@ -687,6 +705,9 @@ fn resolve_base_image(
         d.dispatched = true;
     }
     if !reachable {
+        // BuildKit still makes (and names) the image state of a stage nothing reaches yet, so
+        // the step counter moves; if ONBUILD makes the stage reachable, it counts FROM again.
+        d.prefix("FROM");
         return Ok(());
     }
     if let Some(found) = d.named.clone() {

@@ -29,8 +29,9 @@ pub fn compress_layer(upper: &Path, out: impl Write) -> Result<LayerBlob, LayerE
         source,
     };
     let blob = HashingWriter::new(out);
-    // Gzip header with mtime 0 and no name, so the blob depends on the tar only.
-    let gz = flate2::GzBuilder::new().write(blob, Compression::default());
+    // Gzip header with mtime 0 and no name, so the blob depends on the tar only; compressed on
+    // every core (pargz.rs), one gzip member as BuildKit writes.
+    let gz = super::pargz::ParGzWriter::new(blob, Compression::default());
     let mut tar = HashingWriter::new(gz);
     let stats = write_layer(upper, &mut tar)?;
     let (gz, diff_id, _) = tar.finish();

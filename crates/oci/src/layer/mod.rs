@@ -9,6 +9,7 @@
 mod apply;
 mod compress;
 mod fsutil;
+mod pargz;
 pub(crate) mod tar_write;
 mod write;
 

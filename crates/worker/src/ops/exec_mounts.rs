@@ -127,7 +127,8 @@ async fn prepare_into(
                     .map_err(|_| format!("secret {} is not UTF-8 text", s.id))?;
                 p.env.push(format!("{}={value}", s.name));
             }
-            None if s.optional => {}
+            // As BuildKit: an optional secret that is not offered is an empty variable.
+            None if s.optional => p.env.push(format!("{}=", s.name)),
             None => return Err(format!("secret {}: not found", s.id).into()),
         }
     }
