@@ -831,12 +831,14 @@ fn bearer_tokens_from_credential_helpers_are_scoped_cached_and_refreshed() {
             let n = sets.iter().filter(|x| *x == s).count();
             assert!(n <= 1, "{tag}: {n} token requests for {s:?}: {t:#?}");
         }
-        assert!(seen.forwarded.len() >= 8, "{tag}: {:#?}", seen.forwarded);
+        // Manifest, config and layer of the base, three HEADs and the manifest of the push:
+        // a build that resolves each pinned digest once makes at least these seven.
+        assert!(seen.forwarded.len() >= 7, "{tag}: {:#?}", seen.forwarded);
         // (Each token is asked for with the OAuth2 POST first, as containerd does; this server
         // has none, so a GET with basic credentials follows.)
         assert!(
-            t.len() * 3 <= seen.forwarded.len()
-                && t.len() + seen.token_posts < seen.forwarded.len(),
+            t.len() * 2 <= seen.forwarded.len()
+                && t.len() + seen.token_posts <= seen.forwarded.len(),
             "{tag}: {} token requests (and {} POSTs) for {} registry requests",
             t.len(),
             seen.token_posts,
