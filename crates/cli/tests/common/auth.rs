@@ -172,3 +172,9 @@ pub fn tree_contains(dir: &Path, needle: &[u8]) -> Vec<String> {
     }
     hits
 }
+
+/// Standard base64, as HTTP basic credentials and Docker's config.json spell them.
+pub fn b64(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}

@@ -7,6 +7,7 @@
 #![allow(dead_code)]
 
 mod auth;
+pub mod bearer;
 mod cases;
 
 #[allow(unused_imports)] // not every test binary uses them
