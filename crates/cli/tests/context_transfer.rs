@@ -14,7 +14,6 @@ use std::fs;
 use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{MetadataExt, PermissionsExt, symlink};
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 
 /// A named change to a client directory.
@@ -387,18 +386,7 @@ fn crash_at(failpoint: &str) -> (Project, Store, PathBuf) {
     p.build(&s, "out.tar", &[]).assert_ok();
     let old = context_layer(&s);
     p.write("d2/f010.txt", "changed before the crash\n");
-    let r = run(
-        p.build_cmd(&s, "out.tar", &[])
-            .env("KILN_FAILPOINT", failpoint),
-        BUILD_TIMEOUT,
-    );
-    assert_eq!(
-        r.status.signal(),
-        Some(libc::SIGABRT),
-        "KILN_FAILPOINT={failpoint}: the build must abort there, got {}:\n{}",
-        r.status,
-        r.stderr
-    );
+    build_aborting_at(&p, &s, failpoint);
     (p, s, old)
 }
 

@@ -65,18 +65,7 @@ fn crash_at(failpoint: &str) {
     let want = reference();
     let p = project();
     let s = Store::new();
-    let r = run(
-        p.build_cmd(&s, "out.tar", &[])
-            .env("KILN_FAILPOINT", failpoint),
-        BUILD_TIMEOUT,
-    );
-    assert_eq!(
-        r.status.signal(),
-        Some(libc::SIGABRT),
-        "KILN_FAILPOINT={failpoint}: the build must abort there, got {}:\n{}",
-        r.status,
-        r.stderr
-    );
+    build_aborting_at(&p, &s, failpoint);
     if failpoint == "export-before-rename" {
         assert!(
             !p.out("out.tar").exists(),

@@ -613,3 +613,22 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// Builds `p` into `s` with `KILN_FAILPOINT=failpoint`; the build must abort there (SIGABRT).
+#[track_caller]
+pub fn build_aborting_at(p: &Project, s: &Store, failpoint: &str) -> Run {
+    use std::os::unix::process::ExitStatusExt;
+    let r = run(
+        p.build_cmd(s, "out.tar", &[])
+            .env("KILN_FAILPOINT", failpoint),
+        BUILD_TIMEOUT,
+    );
+    assert_eq!(
+        r.status.signal(),
+        Some(libc::SIGABRT),
+        "KILN_FAILPOINT={failpoint}: the build must abort there, got {}:\n{}",
+        r.status,
+        r.stderr
+    );
+    r
+}
