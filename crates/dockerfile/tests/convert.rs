@@ -117,14 +117,7 @@ fn instructions_of(name: &str) -> Vec<String> {
 /// Config and history: with the case's args and .dockerignore, as expected.json was built.
 fn check_config(prefix: &str) {
     let dir = case_dir(prefix);
-    let (target, build_args) = case_args(&dir);
-    let opts = ConvertOptions {
-        target,
-        build_args,
-        ignore_patterns: ignore_patterns(&dir),
-        local_unique: Some("test".into()),
-        ..ConvertOptions::default()
-    };
+    let opts = build_options(&dir);
     let dockerfile = std::fs::read(dir.join("Dockerfile")).unwrap();
     let image = dockerfile_to_llb(&dockerfile, &opts, &TestResolver)
         .unwrap_or_else(|e| panic!("{prefix}: {e}"))

@@ -8,7 +8,7 @@
 mod common;
 
 use common::*;
-use kiln_dockerfile::convert::{ConvertOptions, dockerfile_to_llb};
+use kiln_dockerfile::convert::dockerfile_to_llb;
 use std::path::PathBuf;
 
 fn extra_cases_dir() -> PathBuf {
@@ -33,14 +33,7 @@ fn check_case(name: &str) {
         "{name}: BuildKit built the case, so it must have BuildKit's llb.pb"
     );
     // Options as a build of the case gives them.
-    let (target, build_args) = case_args(&dir);
-    let opts = ConvertOptions {
-        target,
-        build_args,
-        ignore_patterns: ignore_patterns(&dir),
-        local_unique: Some("test".into()),
-        ..ConvertOptions::default()
-    };
+    let opts = build_options(&dir);
     let dockerfile = std::fs::read(case_dockerfile(&dir)).unwrap();
     if dockerfile_to_llb(&dockerfile, &opts, &TestResolver).is_ok() {
         panic!(

@@ -101,6 +101,19 @@ pub fn ignore_patterns(dir: &Path) -> Vec<String> {
 /// LLB: as dockerfile2llb made `dir/llb.pb` from the case's Dockerfile, without build args or
 /// .dockerignore (dockerfile2llb takes neither; only `-target`). `what` names the case in
 /// failures.
+/// Conversion options as a build of the case gives them: its target, build args and
+/// .dockerignore.
+pub fn build_options(dir: &Path) -> ConvertOptions {
+    let (target, build_args) = case_args(dir);
+    ConvertOptions {
+        target,
+        build_args,
+        ignore_patterns: ignore_patterns(dir),
+        local_unique: Some("test".into()),
+        ..ConvertOptions::default()
+    }
+}
+
 pub fn check_llb_of(dir: &Path, what: &str) {
     let want_def =
         pb::Definition::decode(std::fs::read(dir.join("llb.pb")).unwrap().as_slice()).unwrap();
