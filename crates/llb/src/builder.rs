@@ -153,8 +153,8 @@ fn visit(v: &Arc<Vertex>, seen: &mut Seen, def: &mut pb::Definition) {
     }
 }
 
-/// The Go client's `mergeMetadata`.
-fn merge_metadata(into: &mut pb::OpMetadata, from: &pb::OpMetadata) {
+/// The Go client's `mergeMetadata`: two vertices with one digest share one metadata entry.
+pub fn merge_metadata(into: &mut pb::OpMetadata, from: &pb::OpMetadata) {
     into.ignore_cache |= from.ignore_cache;
     for (k, v) in &from.description {
         into.description.insert(k.clone(), v.clone());

@@ -4,7 +4,7 @@
 mod builder;
 mod load;
 
-pub use builder::{Output, Vertex, marshal, op_digest};
+pub use builder::{Output, Vertex, marshal, merge_metadata, op_digest};
 pub use kiln_proto::pb;
 pub use load::{LoadError, LoadedGraph, LoadedOp, load};
 

@@ -645,17 +645,7 @@ fn visit(
     seen.insert(key);
     visited.push(v.clone());
     let m = def.metadata.entry(v.digest().to_string()).or_default();
-    let md = v.metadata();
-    m.ignore_cache |= md.ignore_cache;
-    for (k, val) in &md.description {
-        m.description.insert(k.clone(), val.clone());
-    }
-    for k in md.caps.keys() {
-        m.caps.insert(k.clone(), true);
-    }
-    if md.progress_group.is_some() {
-        m.progress_group = md.progress_group.clone();
-    }
+    kiln_llb::merge_metadata(m, v.metadata());
     if written.insert(v.digest().to_string()) {
         def.def.push(kiln_proto::marshal_op(v.op()));
     }
